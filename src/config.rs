@@ -1,0 +1,1 @@
+//! Runtime configuration of the roles.

@@ -1,0 +1,1 @@
+//! Pre-shared keys: key files, the master keyring, keygen.

@@ -1,0 +1,18 @@
+//! edge-gw: an edge monitoring gateway.
+//!
+//! The library holds everything but the command line: the wire protocol
+//! ([`proto`]), the sans-I/O session state machines ([`session`]), key
+//! handling ([`keys`]) and the two roles, each behind its Cargo feature
+//! (`agent`, `master`). The roles are thin smol shells around [`session`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod keys;
+pub mod logger;
+pub mod proto;
+pub mod session;
+
+#[cfg(feature = "agent")]
+pub mod agent;
+#[cfg(feature = "master")]
+pub mod master;

@@ -1,0 +1,1 @@
+//! PHP-compatible JSON writing and reading.

@@ -1,0 +1,1 @@
+//! Legacy (wire version 1) JSON bodies.
