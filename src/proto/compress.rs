@@ -1,0 +1,104 @@
+//! zlib (RFC 1950) bodies, both directions, with the inflated size capped.
+
+use super::error::FrameError;
+
+/// Bodies shorter than this are never worth compressing: the zlib header,
+/// block header and Adler-32 trailer alone take 7+ bytes.
+const MIN_WORTH: usize = 64;
+
+/// Compression level. The legacy master writes level 9 (`78 DA`); level 6
+/// is nearly as small at a fraction of the CPU, and any level inflates the
+/// same, so edge-gw uses 6 except where byte-identical legacy output is
+/// wanted ([`LEGACY_LEVEL`]).
+pub const DEFAULT_LEVEL: u8 = 6;
+/// The legacy master's level.
+pub const LEGACY_LEVEL: u8 = 9;
+
+/// Compresses `body` if that makes it smaller; `None` means send it plain.
+pub fn deflate_if_smaller(body: &[u8], level: u8) -> Option<Vec<u8>> {
+    if body.len() < MIN_WORTH {
+        return None;
+    }
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(body, level);
+    (z.len() < body.len()).then_some(z)
+}
+
+/// Inflates a zlib body, refusing to produce more than `max` bytes, so a
+/// zlib bomb is an error and not an allocation of its announced size.
+pub fn inflate_capped(z: &[u8], max: u32) -> Result<Vec<u8>, FrameError> {
+    use miniz_oxide::inflate::TINFLStatus;
+    match miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(z, max as usize) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(match e.status {
+            TINFLStatus::HasMoreOutput => FrameError::InflateTooLarge { max },
+            TINFLStatus::FailedCannotMakeProgress => {
+                FrameError::BadCompression("truncated zlib stream")
+            }
+            TINFLStatus::Adler32Mismatch => FrameError::BadCompression("Adler-32 mismatch"),
+            _ => FrameError::BadCompression("invalid zlib stream"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_only_when_smaller() {
+        let text = b"cpu=12 mem=34 load=0.5 ".repeat(40);
+        let z = deflate_if_smaller(&text, DEFAULT_LEVEL).unwrap();
+        assert!(z.len() < text.len());
+        assert_eq!(inflate_capped(&z, 1 << 20).unwrap(), text);
+        // Short and incompressible bodies stay plain.
+        assert_eq!(deflate_if_smaller(b"{\"a\":1}", DEFAULT_LEVEL), None);
+        // xorshift64: incompressible enough for zlib.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(deflate_if_smaller(&noise, DEFAULT_LEVEL), None);
+    }
+
+    #[test]
+    fn legacy_level_writes_78da() {
+        let z = deflate_if_smaller(&[b'a'; 200], LEGACY_LEVEL).unwrap();
+        assert_eq!(&z[..2], &[0x78, 0xda]);
+    }
+
+    #[test]
+    fn bomb_is_an_error() {
+        // 16 MiB of zeros deflates to ~16 KiB; a 1 MiB cap must refuse it.
+        let z = miniz_oxide::deflate::compress_to_vec_zlib(&vec![0u8; 16 << 20], 9);
+        assert!(z.len() < 64 << 10);
+        assert_eq!(
+            inflate_capped(&z, 1 << 20),
+            Err(FrameError::InflateTooLarge { max: 1 << 20 })
+        );
+        // Exactly at the cap is fine.
+        let z = miniz_oxide::deflate::compress_to_vec_zlib(&vec![7u8; 1000], 9);
+        assert_eq!(inflate_capped(&z, 1000).unwrap().len(), 1000);
+        assert!(inflate_capped(&z, 999).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(
+            inflate_capped(b"not zlib at all", 1000),
+            Err(FrameError::BadCompression(_))
+        ));
+        let mut z = miniz_oxide::deflate::compress_to_vec_zlib(&[b'x'; 100], 6);
+        let n = z.len();
+        z[n - 1] ^= 0xff; // break the Adler-32
+        assert!(matches!(
+            inflate_capped(&z, 1000),
+            Err(FrameError::BadCompression(_))
+        ));
+        assert!(inflate_capped(&z[..n / 2], 1000).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Streaming frame decoder: bytes in, whole frames out.
+//!
+//! Check, then parse: nothing is allocated for a frame until its header has
+//! passed every check of [`Header::parse`], including the length cap. Bytes
+//! may arrive in any split, one at a time or many frames in one read.
+
+use super::error::FrameError;
+use super::header::{HEADER_LEN, Header};
+
+/// Most bytes a caller may [`feed`](FrameDecoder::feed) at once beyond one
+/// partial frame. Callers read at most this much per read call.
+pub const MAX_FEED: usize = 64 * 1024;
+
+/// A raw frame: checked header and the body bytes exactly as on the wire
+/// (possibly sealed and/or compressed; see [`super::frame::open_body`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The checked header.
+    pub header: Header,
+    /// Body bytes as received.
+    pub body: Vec<u8>,
+}
+
+/// Cuts a byte stream into frames.
+///
+/// Memory: the internal buffer holds at most one partial frame plus one
+/// [`MAX_FEED`] chunk, and is released when drained beyond
+/// `idle_capacity` bytes, so an idle connection holds no buffer.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    /// Start of unconsumed bytes in `buf`.
+    pos: usize,
+    max_frame: u32,
+    idle_capacity: usize,
+    /// A framing error is final: the frame boundaries are lost.
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting frames up to `max_frame` bytes, header included.
+    /// It keeps no buffer between frames.
+    pub fn new(max_frame: u32) -> FrameDecoder {
+        FrameDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            max_frame,
+            idle_capacity: 0,
+            failed: None,
+        }
+    }
+
+    /// Keeps up to `bytes` of buffer capacity between frames, trading idle
+    /// memory for fewer allocations (the agent's one connection wants
+    /// this; the master's thousands do not).
+    pub fn with_idle_capacity(mut self, bytes: usize) -> FrameDecoder {
+        self.idle_capacity = bytes;
+        self
+    }
+
+    /// The configured frame size cap.
+    pub fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Heap bytes held by the buffer (for memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Appends received bytes. Call [`next_frame`](Self::next_frame) until
+    /// it returns `Ok(None)` before feeding more; a peer that makes the
+    /// buffer exceed one maximal frame plus [`MAX_FEED`] is an error.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), FrameError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let buffered = self.buffered() + data.len();
+        if buffered > self.max_frame as usize + MAX_FEED {
+            return Err(self.fail(FrameError::BufferFull { buffered }));
+        }
+        if self.pos > 0 {
+            // Compact before growing: consumed bytes are never needed again.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The next whole frame; `Ok(None)` when more bytes are needed
+    /// (incomplete); an error when the stream is broken (final).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let avail = &self.buf[self.pos..];
+        let Some(head) = avail.first_chunk::<HEADER_LEN>() else {
+            self.release_if_drained();
+            return Ok(None);
+        };
+        let header = match Header::parse(head, self.max_frame) {
+            Ok(h) => h,
+            Err(e) => return Err(self.fail(e)),
+        };
+        let len = header.length as usize;
+        if avail.len() < len {
+            // The length is checked, so reserving the rest is bounded; one
+            // allocation instead of repeated growth for large frames.
+            let missing = len - avail.len();
+            self.buf.reserve(missing);
+            return Ok(None);
+        }
+        let body = avail[HEADER_LEN..len].to_vec();
+        self.pos += len;
+        self.release_if_drained();
+        Ok(Some(Frame { header, body }))
+    }
+
+    fn release_if_drained(&mut self) {
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+            if self.buf.capacity() > self.idle_capacity {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    fn fail(&mut self, e: FrameError) -> FrameError {
+        self.failed = Some(e.clone());
+        self.buf = Vec::new();
+        self.pos = 0;
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::header::{MsgType, Uuid, Version};
+
+    fn frame(t: MsgType, body: &[u8]) -> Vec<u8> {
+        let h = Header {
+            version: Version::V1,
+            msg_type: t,
+            cipher: false,
+            compress: false,
+            length: (HEADER_LEN + body.len()) as u32,
+            uuid: Uuid::from_text("abc").unwrap(),
+        };
+        let mut v = h.encode().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn one_byte_at_a_time_and_many_at_once() {
+        let mut stream = frame(MsgType::Heartbeat, b"");
+        stream.extend(frame(MsgType::Report, b"{\"x\":1}"));
+        stream.extend(frame(MsgType::Subscribe, b"{\"code\":\"demo\"}"));
+
+        let mut d = FrameDecoder::new(1024);
+        let mut got = Vec::new();
+        for b in &stream {
+            d.feed(std::slice::from_ref(b)).unwrap();
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        let mut d2 = FrameDecoder::new(1024);
+        d2.feed(&stream).unwrap();
+        let mut got2 = Vec::new();
+        while let Some(f) = d2.next_frame().unwrap() {
+            got2.push(f);
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got, got2);
+        assert_eq!(got[1].body, b"{\"x\":1}");
+        assert_eq!(got[2].header.msg_type, MsgType::Subscribe);
+        // Drained: no buffer kept.
+        assert_eq!(d.capacity(), 0);
+        assert_eq!(d2.capacity(), 0);
+    }
+
+    #[test]
+    fn oversized_header_rejected_before_body_arrives() {
+        let mut f = frame(MsgType::Report, b"");
+        f[4..8].copy_from_slice(&(2u32 << 20).to_le_bytes());
+        let crc = crc32fast::hash(&f[0..8]);
+        f[8..12].copy_from_slice(&crc.to_le_bytes());
+        let mut d = FrameDecoder::new(1 << 20);
+        d.feed(&f).unwrap();
+        assert!(matches!(d.next_frame(), Err(FrameError::TooLong { .. })));
+        // Final: the same error again, and feeding is refused.
+        assert!(matches!(d.next_frame(), Err(FrameError::TooLong { .. })));
+        assert!(d.feed(b"x").is_err());
+        assert_eq!(d.capacity(), 0);
+    }
+
+    #[test]
+    fn buffer_bound() {
+        let mut d = FrameDecoder::new(100);
+        assert!(d.feed(&vec![0u8; 100 + MAX_FEED]).is_ok());
+        assert!(matches!(d.feed(b"x"), Err(FrameError::BufferFull { .. })));
+    }
+
+    #[test]
+    fn idle_capacity_kept_when_asked() {
+        let mut d = FrameDecoder::new(1024).with_idle_capacity(4096);
+        d.feed(&frame(MsgType::Heartbeat, b"")).unwrap();
+        assert!(d.next_frame().unwrap().is_some());
+        assert!(d.capacity() > 0);
+        assert_eq!(d.buffered(), 0);
+    }
+}
