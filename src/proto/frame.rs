@@ -7,6 +7,18 @@ use super::decoder::Frame;
 use super::error::FrameError;
 use super::header::{HEADER_LEN, Header, MsgType, Uuid, Version};
 
+/// Compression choice for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compress {
+    /// Send the body plain.
+    Never,
+    /// Compress at this level (1–10) only when that makes the body smaller.
+    IfSmaller(u8),
+    /// Always compress at this level: a legacy peer asked for compressed
+    /// replies and gets them, as the PHP master did.
+    Always(u8),
+}
+
 /// How to encode one outgoing frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Encode {
@@ -16,9 +28,8 @@ pub struct Encode {
     pub msg_type: MsgType,
     /// The uuid field.
     pub uuid: Uuid,
-    /// Compression level to try (1–10), or `None` to never compress. The
-    /// body is compressed only when that makes it smaller.
-    pub compress: Option<u8>,
+    /// Whether to compress the body.
+    pub compress: Compress,
     /// v1 only: the "reply cipher" flag to write. v2 sets the flag from
     /// whether a cipher is given to [`encode`].
     pub v1_cipher_flag: bool,
@@ -33,7 +44,11 @@ pub fn encode(
     body: &[u8],
     seal: Option<&mut CipherState>,
 ) -> Result<Vec<u8>, FrameError> {
-    let compressed = e.compress.and_then(|level| deflate_if_smaller(body, level));
+    let compressed = match e.compress {
+        Compress::Never => None,
+        Compress::IfSmaller(level) => deflate_if_smaller(body, level),
+        Compress::Always(level) => Some(miniz_oxide::deflate::compress_to_vec_zlib(body, level)),
+    };
     let plain: &[u8] = compressed.as_deref().unwrap_or(body);
     let tag_len = if seal.is_some() { TAG_LEN } else { 0 };
     let length = HEADER_LEN + plain.len() + tag_len;
@@ -64,6 +79,17 @@ pub fn encode(
         out.extend_from_slice(&tag);
     }
     Ok(out)
+}
+
+/// Sets the cipher flag of an encoded plain frame and fixes its CRC: in v2
+/// a Hello or Welcome with the flag carries a Noise handshake message
+/// rather than a plain body.
+pub fn mark_handshake(bytes: &mut [u8]) {
+    if bytes.len() >= HEADER_LEN {
+        bytes[2] = 1;
+        let crc = crc32fast::hash(&bytes[0..8]);
+        bytes[8..12].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// Opens a received body: authenticates and decrypts it when `open` is
@@ -97,7 +123,7 @@ mod tests {
     use super::*;
     use crate::proto::decoder::FrameDecoder;
 
-    fn enc(version: Version, compress: Option<u8>) -> Encode {
+    fn enc(version: Version, compress: Compress) -> Encode {
         Encode {
             version,
             msg_type: MsgType::Report,
@@ -117,10 +143,10 @@ mod tests {
     #[test]
     fn plain_and_compressed_round_trip() {
         let body = b"{\"cpu\":12.5,\"mem\":1024}".repeat(20);
-        for c in [None, Some(6)] {
+        for c in [Compress::Never, Compress::IfSmaller(6), Compress::Always(9)] {
             let bytes = encode(&enc(Version::V1, c), &body, None).unwrap();
             let f = decode_one(&bytes);
-            assert_eq!(f.header.compress, c.is_some());
+            assert_eq!(f.header.compress, c != Compress::Never);
             assert_eq!(open_body(f, None, 1 << 20).unwrap(), body);
         }
     }
@@ -130,13 +156,18 @@ mod tests {
         let mut tx = CipherState::new(&[3; 32]);
         let mut rx = CipherState::new(&[3; 32]);
         let body = vec![b'z'; 500];
-        let bytes = encode(&enc(Version::V2, Some(6)), &body, Some(&mut tx)).unwrap();
+        let bytes = encode(
+            &enc(Version::V2, Compress::IfSmaller(6)),
+            &body,
+            Some(&mut tx),
+        )
+        .unwrap();
         let f = decode_one(&bytes);
         assert!(f.header.cipher && f.header.compress);
         assert_eq!(open_body(f, Some(&mut rx), 1 << 20).unwrap(), body);
 
         // Flip the compress flag (and fix the CRC): the AEAD catches it.
-        let mut bytes = encode(&enc(Version::V2, None), b"abc", Some(&mut tx)).unwrap();
+        let mut bytes = encode(&enc(Version::V2, Compress::Never), b"abc", Some(&mut tx)).unwrap();
         bytes[3] = 1;
         let crc = crc32fast::hash(&bytes[0..8]);
         bytes[8..12].copy_from_slice(&crc.to_le_bytes());
@@ -148,13 +179,13 @@ mod tests {
 
     #[test]
     fn cipher_flag_must_match_session() {
-        let plain = encode(&enc(Version::V2, None), b"x", None).unwrap();
+        let plain = encode(&enc(Version::V2, Compress::Never), b"x", None).unwrap();
         let mut k = CipherState::new(&[1; 32]);
         assert_eq!(
             open_body(decode_one(&plain), Some(&mut k), 1 << 20),
             Err(FrameError::CipherMismatch)
         );
-        let sealed = encode(&enc(Version::V2, None), b"x", Some(&mut k)).unwrap();
+        let sealed = encode(&enc(Version::V2, Compress::Never), b"x", Some(&mut k)).unwrap();
         assert_eq!(
             open_body(decode_one(&sealed), None, 1 << 20),
             Err(FrameError::CipherMismatch)
@@ -163,7 +194,7 @@ mod tests {
 
     #[test]
     fn encode_respects_max() {
-        let mut e = enc(Version::V1, None);
+        let mut e = enc(Version::V1, Compress::Never);
         e.max_frame = 100;
         assert!(encode(&e, &[0; 55], None).is_ok());
         assert_eq!(

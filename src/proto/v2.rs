@@ -251,6 +251,8 @@ pub enum CloseCode {
     Protocol,
     /// Connection or rate limit reached.
     Busy,
+    /// No finished handshake within the handshake timeout.
+    HandshakeTimeout,
     /// A code from a newer peer.
     Other(u16),
 }
@@ -270,6 +272,7 @@ impl CloseCode {
             CloseCode::Kicked => 8,
             CloseCode::Protocol => 9,
             CloseCode::Busy => 10,
+            CloseCode::HandshakeTimeout => 11,
             CloseCode::Other(n) => n,
         }
     }
@@ -288,6 +291,7 @@ impl CloseCode {
             8 => CloseCode::Kicked,
             9 => CloseCode::Protocol,
             10 => CloseCode::Busy,
+            11 => CloseCode::HandshakeTimeout,
             n => CloseCode::Other(n),
         }
     }
@@ -306,6 +310,7 @@ impl CloseCode {
             CloseCode::Kicked => "kicked",
             CloseCode::Protocol => "protocol",
             CloseCode::Busy => "busy",
+            CloseCode::HandshakeTimeout => "handshake_timeout",
             CloseCode::Other(_) => "other",
         }
     }
@@ -560,7 +565,7 @@ mod tests {
         })
         .to_body();
         assert_eq!(b, [7, 2, b'v', b'9']);
-        for n in 0..=11u16 {
+        for n in 0..=12u16 {
             assert_eq!(CloseCode::from_u16(n).to_u16(), n);
         }
     }

@@ -1,1 +1,187 @@
 //! Sans-I/O session state machines.
+//!
+//! Sessions take received bytes and the current [`Clock`], and hand back
+//! bytes to send ([`TxQueue`]), the next deadline, and events. They own no
+//! socket and read no clock, so every timing rule (heartbeats, misses,
+//! eviction, handshake timeouts) is tested with simulated time. The agent and
+//! master roles are thin shells that move bytes between these and sockets.
+//!
+//! - [`agent::AgentSession`]: the device's one connection to its master.
+//! - [`master::MasterSession`]: the master's view of one connection.
+//! - [`outbox::Outbox`]: the master's per-agent queue of unacked pushes.
+//! - [`dedup::RecentIds`]: the agent's memory of delivered push ids.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+pub mod dedup;
+pub mod liveness;
+pub mod outbox;
+
+#[cfg(feature = "agent")]
+pub mod agent;
+#[cfg(feature = "master")]
+pub mod master;
+#[cfg(all(test, feature = "agent", feature = "master"))]
+mod tests;
+
+/// The time as a session sees it, supplied by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Monotonic time: the only time used for keepalives and eviction.
+    pub mono: Instant,
+    /// Wall clock, Unix milliseconds, only ever *reported* (0 if unknown).
+    pub unix_ms: u64,
+}
+
+impl Clock {
+    /// The real time now.
+    pub fn now() -> Clock {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Clock {
+            mono: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    /// The same clock `d` later (for simulated time in tests and tools).
+    pub fn advance(self, d: Duration) -> Clock {
+        Clock {
+            mono: self.mono + d,
+            unix_ms: self.unix_ms + u64::try_from(d.as_millis()).unwrap_or(0),
+        }
+    }
+}
+
+/// Limits of a connection's outgoing queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLimits {
+    /// Most frames waiting to be written.
+    pub max_frames: usize,
+    /// Most bytes waiting to be written.
+    pub max_bytes: usize,
+}
+
+impl Default for TxLimits {
+    fn default() -> Self {
+        TxLimits {
+            max_frames: 1024,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Frames waiting to be written, bounded in frames and bytes. A full queue
+/// means the peer reads too slowly: the owner closes the connection with
+/// reason `slow consumer` rather than let one reader hold memory.
+#[derive(Debug, Default)]
+pub struct TxQueue {
+    frames: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+/// The queue was full; the frame is handed back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueFull(pub Vec<u8>);
+
+impl TxQueue {
+    /// Appends a frame unless that would break `limits`.
+    pub fn push(&mut self, frame: Vec<u8>, limits: &TxLimits) -> Result<(), QueueFull> {
+        if self.frames.len() >= limits.max_frames || self.bytes + frame.len() > limits.max_bytes {
+            return Err(QueueFull(frame));
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        Ok(())
+    }
+
+    /// Appends a frame regardless of limits: for the final Close frame,
+    /// which must go out even when the queue overflowed.
+    pub fn push_final(&mut self, frame: Vec<u8>) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Takes the oldest frame to write.
+    pub fn pop(&mut self) -> Option<Vec<u8>> {
+        let f = self.frames.pop_front()?;
+        self.bytes -= f.len();
+        if self.frames.is_empty() && self.frames.capacity() > 8 {
+            // An idle connection keeps no queue storage.
+            self.frames = VecDeque::new();
+        }
+        Some(f)
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Nothing waiting.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops everything (after a close).
+    pub fn clear(&mut self) {
+        self.frames = VecDeque::new();
+        self.bytes = 0;
+    }
+}
+
+/// Why and how a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// Machine-readable reason.
+    pub code: crate::proto::v2::CloseCode,
+    /// Human-readable reason.
+    pub reason: String,
+    /// The peer said so (a Close frame), rather than this side deciding.
+    pub by_peer: bool,
+    /// For [`CloseCode::BadFrame`]: the frame error kind, for counters.
+    pub frame_error: Option<&'static str>,
+}
+
+/// Counters a session keeps about its own traffic, so the registry can sum
+/// them without the shell parsing anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Whole frames received.
+    pub frames_in: u64,
+    /// Bytes received (frames only).
+    pub bytes_in: u64,
+    /// Frames queued for sending.
+    pub frames_out: u64,
+    /// Bytes queued for sending.
+    pub bytes_out: u64,
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[test]
+    fn tx_queue_bounds_hand_back_the_frame() {
+        let l = TxLimits {
+            max_frames: 2,
+            max_bytes: 10,
+        };
+        let mut q = TxQueue::default();
+        q.push(vec![0; 4], &l).unwrap();
+        assert_eq!(q.push(vec![1; 7], &l), Err(QueueFull(vec![1; 7])));
+        q.push(vec![0; 6], &l).unwrap();
+        assert_eq!(q.push(vec![2], &l), Err(QueueFull(vec![2])));
+        q.push_final(vec![9; 3]);
+        assert_eq!((q.len(), q.bytes()), (3, 13));
+        assert_eq!(q.pop(), Some(vec![0; 4]));
+        assert_eq!(q.bytes(), 9);
+    }
+}

@@ -1,0 +1,809 @@
+//! The master's side of one connection, sans I/O.
+//!
+//! The first frame decides what the connection is:
+//! - a v2 `Hello` with the cipher flag: a Noise handshake with the
+//!   pre-shared key found for the header's uuid; the agent counts as joined
+//!   once its first sealed frame proves it holds the session keys (message
+//!   1 alone could be a replay);
+//! - a plain v2 `Hello`: a plaintext session, only if the master allows it;
+//! - any v1 frame: a legacy connection, only with `--legacy-v1`, answered
+//!   exactly as the PHP master did (see `LEGACY-PROTOCOL.md`) but without
+//!   its bugs (lengths are checked, compressed bodies are inflated).
+//!
+//! Every close carries a [`CloseCode`] and a reason, reported as
+//! [`MasterEvent::Closed`]; v2 peers are told the reason in a Close frame.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::liveness::{Keepalive, Liveness};
+use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
+use crate::proto::crypto::{Handshake, Transport};
+use crate::proto::frame::{Compress, Encode, encode, mark_handshake, open_body};
+use crate::proto::v2::{self, Close, CloseCode, Message, Role, Welcome};
+use crate::proto::{Frame, FrameDecoder, FrameError, MsgType, Uuid, Version, v1};
+
+/// Settings shared by all sessions of one master.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// Heartbeat interval and miss limit told to agents and enforced.
+    pub keepalive: Keepalive,
+    /// Time allowed from accept to a confirmed handshake.
+    pub handshake_timeout: Duration,
+    /// Largest frame accepted or sent.
+    pub max_frame: u32,
+    /// Accept legacy version 1 connections (unauthenticated).
+    pub legacy_v1: bool,
+    /// Accept version 2 sessions without encryption (benchmarks, labs).
+    pub allow_plaintext: bool,
+    /// Compression of v2 frames the master sends.
+    pub compress: Compress,
+    /// Bound of each connection's send queue.
+    pub tx: TxLimits,
+    /// Software version text sent in Welcome.
+    pub software: String,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            keepalive: Keepalive::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_frame: crate::proto::DEFAULT_MAX_FRAME,
+            legacy_v1: false,
+            allow_plaintext: false,
+            compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
+            tx: TxLimits::default(),
+            software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Where the master finds an agent's pre-shared key.
+pub trait KeyLookup {
+    /// The key for `uuid` (its device key, else the fleet key).
+    fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]>;
+}
+
+impl KeyLookup for crate::keys::Keyring {
+    fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]> {
+        self.lookup(uuid.trimmed()).map(|k| *k.as_bytes())
+    }
+}
+
+/// Who is on the other end, once known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's uuid.
+    pub uuid: Uuid,
+    /// Wire version.
+    pub version: Version,
+    /// Agent or subscriber (v1 connections count as agents).
+    pub role: Role,
+    /// Group label ("" for none; v1 has none).
+    pub group: String,
+    /// Whether frames are sealed.
+    pub sealed: bool,
+    /// Peer's protocol minor (v2).
+    pub minor: u16,
+    /// Peer's software text (v2).
+    pub software: String,
+}
+
+/// What a session reports to the master shell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MasterEvent {
+    /// The peer is authenticated (or, for v1/plaintext, identified).
+    Joined(Peer),
+    /// A v2 health report.
+    Report(v2::Report),
+    /// A v1 report body (JSON text, inflated), to fan out as the legacy
+    /// master did.
+    LegacyReport(Vec<u8>),
+    /// A v2 subscription.
+    Subscribed(v2::Scope),
+    /// A v1 push registration with its `code`.
+    LegacySubscribed {
+        /// The `code` member as text.
+        code: String,
+    },
+    /// An agent acknowledged a push.
+    PushAcked(v2::PushAck),
+    /// The connection is over; no more events follow.
+    Closed(CloseInfo),
+}
+
+/// Error returned when sending on a session that cannot take the frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// Not joined yet, already closed, or the wrong wire version for this.
+    NotOpen,
+    /// The send queue overflowed: the session is now closed as a slow
+    /// consumer.
+    SlowConsumer,
+    /// The frame could not be encoded (too large).
+    Encode(FrameError),
+}
+
+enum State {
+    /// Nothing received yet.
+    Start,
+    /// Sealed handshake done; waiting for the agent's first sealed frame.
+    Confirming(Box<Transport>, Peer),
+    /// A v2 session (sealed or plaintext).
+    Open(Option<Box<Transport>>),
+    /// A legacy v1 connection.
+    Legacy(Legacy),
+    /// Over.
+    Closed,
+}
+
+/// Per-connection legacy state: what the PHP master kept in Redis.
+struct Legacy {
+    /// The connection's cipher key, made on the first key request.
+    key: Option<[u8; 32]>,
+    /// Flags of the push registration, echoed on fanned-out frames.
+    subscription: Option<(bool, bool)>,
+}
+
+/// The master's state machine for one connection.
+pub struct MasterSession {
+    cfg: Arc<MasterConfig>,
+    decoder: FrameDecoder,
+    state: State,
+    peer: Option<Peer>,
+    created: Instant,
+    live: Liveness,
+    tx: TxQueue,
+    events: VecDeque<MasterEvent>,
+    traffic: Traffic,
+}
+
+impl MasterSession {
+    /// A session for a connection accepted at `now`.
+    pub fn new(cfg: Arc<MasterConfig>, now: Instant) -> MasterSession {
+        MasterSession {
+            decoder: FrameDecoder::new(cfg.max_frame),
+            cfg,
+            state: State::Start,
+            peer: None,
+            created: now,
+            live: Liveness::new(now),
+            tx: TxQueue::default(),
+            events: VecDeque::new(),
+            traffic: Traffic::default(),
+        }
+    }
+
+    /// The peer, once joined.
+    pub fn peer(&self) -> Option<&Peer> {
+        match self.state {
+            State::Open(_) | State::Legacy(_) => self.peer.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the session has ended (flush [`poll_transmit`](Self::poll_transmit), then close the socket).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Last time a valid frame arrived.
+    pub fn last_heard(&self) -> Instant {
+        self.live.last_heard()
+    }
+
+    /// Traffic counters.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Bytes waiting in the send queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.tx.bytes()
+    }
+
+    /// Heap bytes held by buffers (decoder + queue), for memory metrics.
+    pub fn buffer_bytes(&self) -> usize {
+        self.decoder.capacity() + self.tx.bytes()
+    }
+
+    /// The next frame to write, oldest first.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop()
+    }
+
+    /// The next event for the shell.
+    pub fn poll_event(&mut self) -> Option<MasterEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Start | State::Confirming(..) => Some(self.created + self.cfg.handshake_timeout),
+            State::Open(_) | State::Legacy(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Closed => None,
+        }
+    }
+
+    /// Applies timers: handshake timeout and eviction after silence.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Start | State::Confirming(..) => {
+                if now >= self.created + self.cfg.handshake_timeout {
+                    let secs = self.cfg.handshake_timeout.as_secs_f32();
+                    self.close(
+                        CloseCode::HandshakeTimeout,
+                        &format!("no handshake within {secs} s"),
+                    );
+                }
+            }
+            State::Open(_) | State::Legacy(_) => {
+                if self.live.is_dead(&self.cfg.keepalive, now) {
+                    let k = self.cfg.keepalive;
+                    let reason = format!(
+                        "evicted: silent for {} s ({} missed heartbeats of {} s)",
+                        k.timeout().as_secs(),
+                        k.miss_limit,
+                        k.interval.as_secs_f32()
+                    );
+                    self.close(CloseCode::Evicted, &reason);
+                }
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// Feeds received bytes. `keys` is asked for the pre-shared key of the
+    /// uuid in a v2 Hello.
+    pub fn handle_input(&mut self, data: &[u8], now: Clock, keys: &dyn KeyLookup) {
+        if self.is_closed() {
+            return;
+        }
+        if let Err(e) = self.decoder.feed(data) {
+            return self.bad_frame(e);
+        }
+        while !self.is_closed() {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    self.traffic.frames_in += 1;
+                    self.traffic.bytes_in += u64::from(frame.header.length);
+                    self.handle_frame(frame, now, keys);
+                }
+                Ok(None) => break,
+                Err(e) => return self.bad_frame(e),
+            }
+        }
+    }
+
+    /// The transport closed (EOF or error) without a Close frame.
+    pub fn handle_eof(&mut self, reason: &str) {
+        if !self.is_closed() {
+            self.finish(CloseInfo {
+                code: CloseCode::Normal,
+                reason: reason.to_string(),
+                by_peer: true,
+                frame_error: None,
+            });
+        }
+    }
+
+    /// Closes the session, telling a v2 peer why.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.send_close(code, reason);
+        self.finish(CloseInfo {
+            code,
+            reason: reason.to_string(),
+            by_peer: false,
+            frame_error: None,
+        });
+    }
+
+    /// Sends a push to a joined v2 agent.
+    pub fn send_push(&mut self, push: &v2::Push) -> Result<(), SendError> {
+        self.send_v2(&Message::Push(push.clone()))
+    }
+
+    /// Sends another agent's report to a v2 subscriber.
+    pub fn send_event(&mut self, event: &v2::Event) -> Result<(), SendError> {
+        self.send_v2(&Message::Event(event.clone()))
+    }
+
+    /// Sends a legacy fan-out frame (type 6, the report body as a JSON
+    /// string) to a v1 connection that registered for pushes, with its own
+    /// uuid and flags, as the PHP master did.
+    pub fn send_legacy_fanout(&mut self, report_body: &[u8]) -> Result<(), SendError> {
+        let State::Legacy(Legacy {
+            subscription: Some((cipher, compress)),
+            ..
+        }) = self.state
+        else {
+            return Err(SendError::NotOpen);
+        };
+        let body = v1::fanout(report_body);
+        self.send_legacy(MsgType::Push, &body, cipher, compress)
+    }
+
+    fn send_v2(&mut self, msg: &Message) -> Result<(), SendError> {
+        let State::Open(ref mut transport) = self.state else {
+            return Err(SendError::NotOpen);
+        };
+        let Some(peer) = &self.peer else {
+            return Err(SendError::NotOpen);
+        };
+        let e = Encode {
+            version: Version::V2,
+            msg_type: msg.msg_type(),
+            uuid: peer.uuid,
+            compress: self.cfg.compress,
+            v1_cipher_flag: false,
+            max_frame: self.cfg.max_frame,
+        };
+        let bytes = encode(
+            &e,
+            &msg.to_body(),
+            transport.as_deref_mut().map(|t| &mut t.send),
+        )
+        .map_err(SendError::Encode)?;
+        self.queue(bytes)
+    }
+
+    fn send_legacy(
+        &mut self,
+        t: MsgType,
+        body: &[u8],
+        cipher: bool,
+        compress: bool,
+    ) -> Result<(), SendError> {
+        let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
+        let e = Encode {
+            version: Version::V1,
+            msg_type: t,
+            uuid,
+            compress: if compress {
+                Compress::Always(crate::proto::compress::LEGACY_LEVEL)
+            } else {
+                Compress::Never
+            },
+            v1_cipher_flag: cipher,
+            max_frame: self.cfg.max_frame,
+        };
+        let bytes = encode(&e, body, None).map_err(SendError::Encode)?;
+        self.queue(bytes)
+    }
+
+    fn queue(&mut self, bytes: Vec<u8>) -> Result<(), SendError> {
+        let len = bytes.len() as u64;
+        match self.tx.push(bytes, &self.cfg.tx) {
+            Ok(()) => {
+                self.traffic.frames_out += 1;
+                self.traffic.bytes_out += len;
+                Ok(())
+            }
+            Err(_) => {
+                let (n, b) = (self.tx.len(), self.tx.bytes());
+                self.tx.clear();
+                self.close(
+                    CloseCode::SlowConsumer,
+                    &format!("slow consumer: send queue full ({n} frames, {b} bytes)"),
+                );
+                Err(SendError::SlowConsumer)
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Start => self.first_frame(frame, now, keys),
+            State::Confirming(mut transport, peer) => {
+                // The first sealed frame proves the agent holds the keys.
+                let t = frame.header.msg_type;
+                match open_body(frame, Some(&mut transport.recv), self.cfg.max_frame) {
+                    Ok(body) => {
+                        self.live.heard(now.mono);
+                        self.peer = Some(peer.clone());
+                        self.state = State::Open(Some(transport));
+                        self.events.push_back(MasterEvent::Joined(peer));
+                        self.v2_message(t, &body, now);
+                    }
+                    Err(e) => {
+                        self.state = State::Confirming(transport, peer);
+                        self.bad_frame(e);
+                    }
+                }
+            }
+            State::Open(mut transport) => {
+                let version = frame.header.version;
+                let t = frame.header.msg_type;
+                let opened = if version == Version::V2 {
+                    open_body(
+                        frame,
+                        transport.as_deref_mut().map(|t| &mut t.recv),
+                        self.cfg.max_frame,
+                    )
+                } else {
+                    Err(FrameError::UnknownVersion(1))
+                };
+                self.state = State::Open(transport);
+                match opened {
+                    Ok(body) => {
+                        self.live.heard(now.mono);
+                        self.v2_message(t, &body, now);
+                    }
+                    Err(e) => self.bad_frame(e),
+                }
+            }
+            State::Legacy(legacy) => {
+                self.state = State::Legacy(legacy);
+                if frame.header.version != Version::V1 {
+                    return self.close(CloseCode::Protocol, "wire version changed mid-connection");
+                }
+                self.live.heard(now.mono);
+                self.v1_frame(frame, now);
+            }
+            State::Closed => {}
+        }
+    }
+
+    fn first_frame(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+        let h = frame.header;
+        if h.version == Version::V1 {
+            if !self.cfg.legacy_v1 {
+                // A legacy client would not understand a v2 Close: just hang up.
+                self.state = State::Start;
+                return self.finish(CloseInfo {
+                    code: CloseCode::UnsupportedVersion,
+                    reason: "legacy wire version 1 is disabled (start the master with --legacy-v1)"
+                        .into(),
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
+            let peer = Peer {
+                uuid: h.uuid,
+                version: Version::V1,
+                role: Role::Agent,
+                group: String::new(),
+                sealed: false,
+                minor: 0,
+                software: String::new(),
+            };
+            self.peer = Some(peer.clone());
+            self.state = State::Legacy(Legacy {
+                key: None,
+                subscription: None,
+            });
+            self.live.heard(now.mono);
+            self.events.push_back(MasterEvent::Joined(peer));
+            return self.v1_frame(frame, now);
+        }
+        // Version 2: only a Hello may open.
+        self.peer = Some(Peer {
+            uuid: h.uuid,
+            version: Version::V2,
+            role: Role::Agent,
+            group: String::new(),
+            sealed: h.cipher,
+            minor: 0,
+            software: String::new(),
+        });
+        if h.msg_type != MsgType::Hello {
+            self.state = State::Start;
+            return self.close(
+                CloseCode::Protocol,
+                &format!("expected hello, got {}", h.msg_type.name()),
+            );
+        }
+        if h.compress {
+            self.state = State::Start;
+            return self.close(CloseCode::Protocol, "hello must not be compressed");
+        }
+        if h.cipher {
+            self.sealed_hello(frame, now, keys);
+        } else {
+            self.plain_hello(frame, now);
+        }
+    }
+
+    fn sealed_hello(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+        let uuid = frame.header.uuid;
+        self.state = State::Start;
+        let Some(psk) = keys.psk_for(&uuid) else {
+            return self.close(
+                CloseCode::AuthFailed,
+                &format!("authentication failed: no key for uuid {uuid} in the keyring"),
+            );
+        };
+        let result = Handshake::responder(&psk, &uuid).and_then(|mut hs| {
+            let payload = hs.read(&frame.body)?;
+            Ok((hs, payload))
+        });
+        let (mut hs, payload) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                return self.close(
+                    CloseCode::AuthFailed,
+                    &format!("authentication failed for uuid {uuid}: {e}"),
+                );
+            }
+        };
+        let hello: v2::Hello = match v2::decode(MsgType::Hello, &payload) {
+            Ok(h) => h,
+            Err(e) => return self.bad_frame(e),
+        };
+        let welcome = self.welcome(now);
+        let reply = hs
+            .write(&Message::Welcome(welcome).to_body())
+            .and_then(|msg2| Ok((msg2, hs.finish()?)));
+        let (msg2, transport) = match reply {
+            Ok(x) => x,
+            Err(e) => {
+                return self.close(CloseCode::AuthFailed, &format!("handshake failed: {e}"));
+            }
+        };
+        let peer = self.peer_from(uuid, &hello, true);
+        self.peer = Some(peer.clone());
+        // The Welcome is a Noise message, not an AEAD frame: encode plain
+        // and set the cipher flag to say "handshake".
+        let e = Encode {
+            version: Version::V2,
+            msg_type: MsgType::Welcome,
+            uuid,
+            compress: Compress::Never,
+            v1_cipher_flag: false,
+            max_frame: self.cfg.max_frame,
+        };
+        match encode(&e, &msg2, None) {
+            Ok(mut bytes) => {
+                mark_handshake(&mut bytes);
+                self.state = State::Confirming(Box::new(transport), peer);
+                let _ = self.queue(bytes);
+            }
+            Err(e) => self.bad_frame(e),
+        }
+    }
+
+    fn plain_hello(&mut self, frame: Frame, now: Clock) {
+        let uuid = frame.header.uuid;
+        self.state = State::Start;
+        if !self.cfg.allow_plaintext {
+            return self.close(
+                CloseCode::AuthFailed,
+                "plaintext sessions are disabled on this master: give the agent a key file",
+            );
+        }
+        let hello: v2::Hello = match v2::decode(MsgType::Hello, &frame.body) {
+            Ok(h) => h,
+            Err(e) => return self.bad_frame(e),
+        };
+        let peer = self.peer_from(uuid, &hello, false);
+        self.peer = Some(peer.clone());
+        self.state = State::Open(None);
+        self.live.heard(now.mono);
+        let welcome = self.welcome(now);
+        if self.send_v2(&Message::Welcome(welcome)).is_ok() {
+            self.events.push_back(MasterEvent::Joined(peer));
+        }
+    }
+
+    fn peer_from(&self, uuid: Uuid, hello: &v2::Hello, sealed: bool) -> Peer {
+        Peer {
+            uuid,
+            version: Version::V2,
+            role: hello.role,
+            group: clip(&hello.group, v2::MAX_NAME),
+            sealed,
+            minor: hello.minor,
+            software: clip(&hello.software, v2::MAX_NAME),
+        }
+    }
+
+    fn welcome(&self, now: Clock) -> Welcome {
+        let k = self.cfg.keepalive;
+        Welcome {
+            minor: v2::PROTO_MINOR,
+            heartbeat_ms: u32::try_from(k.interval.as_millis()).unwrap_or(u32::MAX),
+            miss_limit: u8::try_from(k.miss_limit).unwrap_or(u8::MAX),
+            unix_ms: now.unix_ms,
+            software: self.cfg.software.clone(),
+        }
+    }
+
+    fn v2_message(&mut self, t: MsgType, body: &[u8], now: Clock) {
+        let msg = match Message::decode(t, body) {
+            Ok(m) => m,
+            Err(e) => return self.bad_frame(e),
+        };
+        match msg {
+            Message::Heartbeat(hb) => {
+                let ack = Message::HeartbeatAck(v2::HeartbeatAck {
+                    seq: hb.seq,
+                    unix_ms: now.unix_ms,
+                });
+                let _ = self.send_v2(&ack);
+            }
+            Message::Report(r) => self.events.push_back(MasterEvent::Report(r)),
+            Message::Subscribe(s) => self.events.push_back(MasterEvent::Subscribed(s.scope)),
+            Message::PushAck(a) => self.events.push_back(MasterEvent::PushAcked(a)),
+            Message::Close(c) => self.finish(CloseInfo {
+                code: c.code,
+                reason: format!("peer closed: {}", clip(&c.reason, 256)),
+                by_peer: true,
+                frame_error: None,
+            }),
+            other => self.close(
+                CloseCode::Protocol,
+                &format!("{} is not sent to a master", other.msg_type().name()),
+            ),
+        }
+    }
+
+    fn v1_frame(&mut self, frame: Frame, now: Clock) {
+        let h = frame.header;
+        let body = match open_body(frame, None, self.cfg.max_frame) {
+            Ok(b) => b,
+            Err(e) => return self.bad_frame(e),
+        };
+        let State::Legacy(legacy) = &mut self.state else {
+            return;
+        };
+        match h.msg_type {
+            MsgType::Hello => {
+                // One key per connection, made on the first request.
+                let key = *legacy.key.get_or_insert_with(legacy_key);
+                let text = String::from_utf8_lossy(&key).into_owned();
+                let _ =
+                    self.send_legacy(MsgType::Welcome, &v1::key_reply(&text), false, h.compress);
+            }
+            MsgType::Heartbeat => {
+                let body = if h.cipher && legacy.key.is_none() {
+                    v1::need_key_reply()
+                } else {
+                    v1::heartbeat_reply(now.unix_ms / 1000)
+                };
+                let _ = self.send_legacy(MsgType::HeartbeatAck, &body, h.cipher, h.compress);
+            }
+            MsgType::Subscribe => match v1::check_subscribe(&body) {
+                Ok(sub) => {
+                    // First registration wins, as in the legacy master.
+                    if legacy.subscription.is_none() {
+                        legacy.subscription = Some((h.cipher, h.compress));
+                        self.events
+                            .push_back(MasterEvent::LegacySubscribed { code: sub.code });
+                    }
+                }
+                Err(e) => {
+                    let reply = v1::bad_body_reply(e.decoded());
+                    let _ = self.send_legacy(MsgType::Push, &reply, h.cipher, h.compress);
+                    self.finish(CloseInfo {
+                        code: CloseCode::Protocol,
+                        reason: format!("bad legacy push registration: {e}"),
+                        by_peer: false,
+                        frame_error: None,
+                    });
+                }
+            },
+            MsgType::Report => self.events.push_back(MasterEvent::LegacyReport(body)),
+            other => self.finish(CloseInfo {
+                code: CloseCode::Protocol,
+                reason: format!(
+                    "legacy client sent {} (type {}), which only a master sends",
+                    other.name(),
+                    other.as_u8()
+                ),
+                by_peer: false,
+                frame_error: None,
+            }),
+        }
+    }
+
+    fn bad_frame(&mut self, e: FrameError) {
+        if self.is_closed() {
+            return;
+        }
+        let reason = format!("bad frame: {e}");
+        // An unknown version may be a newer peer: tell it in the one
+        // message every version understands.
+        if let FrameError::UnknownVersion(_) = e {
+            let close = Message::Close(Close {
+                code: CloseCode::UnsupportedVersion,
+                reason: e.to_string(),
+            });
+            let enc = Encode {
+                version: Version::V2,
+                msg_type: MsgType::Close,
+                uuid: self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid),
+                compress: Compress::Never,
+                v1_cipher_flag: false,
+                max_frame: self.cfg.max_frame,
+            };
+            if let Ok(bytes) = encode(&enc, &close.to_body(), None) {
+                self.tx.push_final(bytes);
+            }
+            return self.finish(CloseInfo {
+                code: CloseCode::UnsupportedVersion,
+                reason,
+                by_peer: false,
+                frame_error: Some(e.kind()),
+            });
+        }
+        self.send_close(CloseCode::BadFrame, &reason);
+        self.finish(CloseInfo {
+            code: CloseCode::BadFrame,
+            reason,
+            by_peer: false,
+            frame_error: Some(e.kind()),
+        });
+    }
+
+    /// Queues a Close frame where the peer can read one (v2 only).
+    fn send_close(&mut self, code: CloseCode, reason: &str) {
+        let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
+        let msg = Message::Close(Close {
+            code,
+            reason: reason.to_string(),
+        });
+        let e = Encode {
+            version: Version::V2,
+            msg_type: MsgType::Close,
+            uuid,
+            compress: Compress::Never,
+            v1_cipher_flag: false,
+            max_frame: self.cfg.max_frame,
+        };
+        let seal = match &mut self.state {
+            State::Open(Some(t)) | State::Confirming(t, _) => Some(&mut t.send),
+            State::Open(None) | State::Start => None,
+            // Legacy peers have no Close message; Closed has said it already.
+            State::Legacy(_) | State::Closed => return,
+        };
+        if let Ok(bytes) = encode(&e, &msg.to_body(), seal) {
+            self.tx.push_final(bytes);
+        }
+    }
+
+    fn finish(&mut self, info: CloseInfo) {
+        self.state = State::Closed;
+        self.events.push_back(MasterEvent::Closed(info));
+    }
+}
+
+/// A 32-character `[0-9a-zA-Z]` key, like the legacy master's.
+fn legacy_key() -> [u8; 32] {
+    const ALPHABET: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut raw = [0u8; 32];
+    // The legacy key protects nothing (the PHP master never encrypted);
+    // if the random source fails, a zero key is as good.
+    let _ = getrandom::fill(&mut raw);
+    raw.map(|b| ALPHABET[usize::from(b) % ALPHABET.len()])
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("abc", 10), "abc");
+    }
+
+    #[test]
+    fn legacy_key_alphabet() {
+        let k = legacy_key();
+        assert!(k.iter().all(u8::is_ascii_alphanumeric));
+    }
+}
