@@ -548,7 +548,8 @@ fn newer_wire_version_gets_a_close_it_can_read() {
 
 #[test]
 fn bad_frames_close_with_their_kind() {
-    let cases: [(&str, fn(&mut [u8])); 4] = [
+    type Spoil = fn(&mut [u8]);
+    let cases: [(&str, Spoil); 4] = [
         ("bad_crc", |f| f[8] ^= 1),
         ("unknown_type", |f| f[1] = 77),
         ("bad_flag", |f| f[3] = 2),
