@@ -1,1 +1,218 @@
 //! Runtime configuration of the roles.
+//!
+//! Plain option structs, filled today by the command line (`src/main.rs`).
+//! Later the role issues (#3 master, #4 agent) will also read TOML config
+//! files into these same structs; the command line should then override the
+//! file. Keep every default in the `DEFAULT_*` constants below so help text,
+//! `Default` impls and config files cannot disagree.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Default address the master accepts agents on.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9503";
+/// Default address of the master's HTTP interface (local only by default).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:9580";
+/// Default seconds between agent reports.
+pub const DEFAULT_INTERVAL_SECS: u32 = 10;
+/// Default seconds between master heartbeats.
+pub const DEFAULT_HEARTBEAT_SECS: u32 = 10;
+/// Default number of missed heartbeats before an agent counts as gone.
+pub const DEFAULT_MISS_LIMIT: u32 = 3;
+/// Allowed agent report intervals and master heartbeats, in seconds.
+pub const INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
+/// Allowed miss limits.
+pub const MISS_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Wire protocol version an agent speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireVersion {
+    /// The legacy PHP system's plaintext protocol; the master must run
+    /// with `legacy_v1`.
+    V1,
+    /// edge-gw's protocol, secured by Noise NNpsk0 with a pre-shared key.
+    #[default]
+    V2,
+}
+
+impl WireVersion {
+    /// Parses `v1` or `v2` (any case).
+    pub fn from_name(name: &str) -> Option<WireVersion> {
+        if name.eq_ignore_ascii_case("v1") {
+            Some(WireVersion::V1)
+        } else if name.eq_ignore_ascii_case("v2") {
+            Some(WireVersion::V2)
+        } else {
+            None
+        }
+    }
+
+    /// `"v1"` or `"v2"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WireVersion::V1 => "v1",
+            WireVersion::V2 => "v2",
+        }
+    }
+}
+
+impl fmt::Display for WireVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Options of `edge-gw --agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOptions {
+    /// The master's address, `HOST:PORT`. Default: empty (the command line
+    /// requires it).
+    pub master: String,
+    /// The agent key file (see [`crate::keys::AgentKey`]). Default: none;
+    /// wire v2 needs a key, v1 does not.
+    pub key_file: Option<PathBuf>,
+    /// The agent's uuid; overrides the one in the key file, and is needed
+    /// with a fleet key or wire v1. Default: none (take it from the key file).
+    pub uuid: Option<String>,
+    /// Group name reported to the master. Default: none.
+    pub group: Option<String>,
+    /// Seconds between health reports, within [`INTERVAL_RANGE`].
+    /// Default: [`DEFAULT_INTERVAL_SECS`] (10).
+    pub interval_secs: u32,
+    /// Command run when the master pushes to this agent. Default: none.
+    pub on_push: Option<String>,
+    /// Directory for state kept across restarts. Default: none.
+    pub state_dir: Option<PathBuf>,
+    /// Wire protocol version. Default: [`WireVersion::V2`].
+    pub wire: WireVersion,
+}
+
+impl Default for AgentOptions {
+    fn default() -> AgentOptions {
+        AgentOptions {
+            master: String::new(),
+            key_file: None,
+            uuid: None,
+            group: None,
+            interval_secs: DEFAULT_INTERVAL_SECS,
+            on_push: None,
+            state_dir: None,
+            wire: WireVersion::default(),
+        }
+    }
+}
+
+/// Options of `edge-gw --master`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterOptions {
+    /// Addresses (`HOST:PORT`, resolved when binding) to accept agents on;
+    /// port 0 picks a free port. Default: one entry, [`DEFAULT_LISTEN`]
+    /// (`0.0.0.0:9503`).
+    pub listen: Vec<String>,
+    /// Address (`HOST:PORT`) of the HTTP interface. Default: [`DEFAULT_HTTP`]
+    /// (`127.0.0.1:9580`).
+    pub http: String,
+    /// Directory for state kept across restarts. Default: none.
+    pub state_dir: Option<PathBuf>,
+    /// Master configuration file (TOML, format to be defined by issue #3).
+    /// Default: none.
+    pub config: Option<PathBuf>,
+    /// Also accept legacy v1 (plaintext) agents. Default: false.
+    pub legacy_v1: bool,
+    /// Seconds between heartbeats, within [`INTERVAL_RANGE`].
+    /// Default: [`DEFAULT_HEARTBEAT_SECS`] (10).
+    pub heartbeat_secs: u32,
+    /// Missed heartbeats before an agent counts as gone, within
+    /// [`MISS_LIMIT_RANGE`]. Default: [`DEFAULT_MISS_LIMIT`] (3).
+    pub miss_limit: u32,
+    /// Keyring file with the agents' pre-shared keys (see
+    /// [`crate::keys::Keyring`]). Default: none.
+    pub keyring: Option<PathBuf>,
+}
+
+impl Default for MasterOptions {
+    fn default() -> MasterOptions {
+        MasterOptions {
+            listen: vec![DEFAULT_LISTEN.to_owned()],
+            http: DEFAULT_HTTP.to_owned(),
+            state_dir: None,
+            config: None,
+            legacy_v1: false,
+            heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+            miss_limit: DEFAULT_MISS_LIMIT,
+            keyring: None,
+        }
+    }
+}
+
+/// Splits `HOST:PORT` into host and port, checking that it looks right.
+///
+/// The host is a name, an IPv4 address or a bracketed IPv6 address
+/// (`[::1]:9503`); it is not resolved here. Port 0 is returned as is; the
+/// caller decides whether "any free port" makes sense.
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("expected HOST:PORT, e.g. master.example.net:9503".into());
+    };
+    if let Some(inner) = host.strip_prefix('[') {
+        if inner.strip_suffix(']').is_none_or(str::is_empty) {
+            return Err("a bracketed IPv6 host must look like [::1]".into());
+        }
+    } else if host.contains(':') {
+        return Err("write IPv6 addresses in brackets, e.g. [::1]:9503".into());
+    } else if host.is_empty() {
+        return Err("the host before ':' is missing".into());
+    }
+    if host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err("the host contains a space or '/'".into());
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("the port {port:?} is not a number from 0 to 65535"))?;
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let agent = AgentOptions::default();
+        assert_eq!(agent.interval_secs, 10);
+        assert_eq!(agent.wire, WireVersion::V2);
+        let master = MasterOptions::default();
+        assert_eq!(master.listen, ["0.0.0.0:9503"]);
+        assert_eq!(master.http, "127.0.0.1:9580");
+        assert_eq!((master.heartbeat_secs, master.miss_limit), (10, 3));
+        assert!(!master.legacy_v1);
+    }
+
+    #[test]
+    fn wire_names() {
+        assert_eq!(WireVersion::from_name("v1"), Some(WireVersion::V1));
+        assert_eq!(WireVersion::from_name("V2"), Some(WireVersion::V2));
+        assert_eq!(WireVersion::from_name("2"), None);
+        assert_eq!(WireVersion::V1.to_string(), "v1");
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("m.example:9503"), Ok(("m.example", 9503)));
+        assert_eq!(split_host_port("10.0.0.1:0"), Ok(("10.0.0.1", 0)));
+        assert_eq!(split_host_port("[::1]:80"), Ok(("[::1]", 80)));
+        for bad in [
+            "host",
+            ":80",
+            "host:",
+            "host:x",
+            "host:70000",
+            "::1:80",
+            "[]:80",
+            "[::1:80",
+            "a b:1",
+        ] {
+            assert!(split_host_port(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -264,9 +264,9 @@ impl AgentSession {
         self.counters
     }
 
-    /// Traffic counters.
-    pub fn traffic(&self) -> Traffic {
-        self.traffic
+    /// Traffic counted since the last call (then reset).
+    pub fn take_traffic(&mut self) -> Traffic {
+        self.traffic.take()
     }
 
     /// Delivered push ids, to carry into the next session.
@@ -371,8 +371,8 @@ impl AgentSession {
         while !self.is_closed() {
             match self.decoder.next_frame() {
                 Ok(Some(f)) => {
-                    self.traffic.frames_in += 1;
-                    self.traffic.bytes_in += u64::from(f.header.length);
+                    self.traffic
+                        .count_in(f.header.msg_type.as_u8(), f.header.length as usize);
                     self.handle_frame(f, now);
                 }
                 Ok(None) => break,
@@ -643,13 +643,10 @@ impl AgentSession {
     }
 
     fn push_tx(&mut self, bytes: Vec<u8>) -> Result<(), SendError> {
-        let len = bytes.len() as u64;
+        self.traffic.count_out(&bytes);
         self.tx
             .push(bytes, &self.cfg.tx)
-            .map_err(|_| SendError::QueueFull)?;
-        self.traffic.frames_out += 1;
-        self.traffic.bytes_out += len;
-        Ok(())
+            .map_err(|_| SendError::QueueFull)
     }
 
     fn encode_opts(&self, version: Version, msg_type: MsgType, compress: Compress) -> Encode {

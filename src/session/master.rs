@@ -194,9 +194,9 @@ impl MasterSession {
         self.live.last_heard()
     }
 
-    /// Traffic counters.
-    pub fn traffic(&self) -> Traffic {
-        self.traffic
+    /// Traffic counted since the last call (then reset).
+    pub fn take_traffic(&mut self) -> Traffic {
+        self.traffic.take()
     }
 
     /// Bytes waiting in the send queue.
@@ -268,8 +268,8 @@ impl MasterSession {
         while !self.is_closed() {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    self.traffic.frames_in += 1;
-                    self.traffic.bytes_in += u64::from(frame.header.length);
+                    self.traffic
+                        .count_in(frame.header.msg_type.as_u8(), frame.header.length as usize);
                     self.handle_frame(frame, now, keys);
                 }
                 Ok(None) => break,
@@ -378,13 +378,9 @@ impl MasterSession {
     }
 
     fn queue(&mut self, bytes: Vec<u8>) -> Result<(), SendError> {
-        let len = bytes.len() as u64;
+        self.traffic.count_out(&bytes);
         match self.tx.push(bytes, &self.cfg.tx) {
-            Ok(()) => {
-                self.traffic.frames_out += 1;
-                self.traffic.bytes_out += len;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(_) => {
                 let (n, b) = (self.tx.len(), self.tx.bytes());
                 self.tx.clear();

@@ -150,18 +150,51 @@ pub struct CloseInfo {
     pub frame_error: Option<&'static str>,
 }
 
-/// Counters a session keeps about its own traffic, so the registry can sum
-/// them without the shell parsing anything.
+/// Counters a session keeps about its own traffic since the shell last
+/// took them ([`take`](Traffic::take)), so the registry can sum them
+/// without parsing anything. 32-bit counts: the shell takes them after
+/// every read, long before they could wrap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
-    /// Whole frames received.
-    pub frames_in: u64,
-    /// Bytes received (frames only).
-    pub bytes_in: u64,
-    /// Frames queued for sending.
-    pub frames_out: u64,
+    /// Frames received, by message type number (index 0: unknown).
+    pub frames_in: [u32; 11],
+    /// Frames queued for sending, by message type number.
+    pub frames_out: [u32; 11],
+    /// Bytes received (whole frames).
+    pub bytes_in: u32,
     /// Bytes queued for sending.
-    pub bytes_out: u64,
+    pub bytes_out: u32,
+}
+
+impl Traffic {
+    /// Counts a received frame.
+    pub fn count_in(&mut self, msg_type: u8, len: usize) {
+        let i = usize::from(msg_type).min(10);
+        self.frames_in[i] = self.frames_in[i].wrapping_add(1);
+        self.bytes_in = self.bytes_in.wrapping_add(len as u32);
+    }
+
+    /// Counts a frame queued for sending (its type is byte 1).
+    pub fn count_out(&mut self, frame: &[u8]) {
+        let i = usize::from(frame.get(1).copied().unwrap_or(0)).min(10);
+        self.frames_out[i] = self.frames_out[i].wrapping_add(1);
+        self.bytes_out = self.bytes_out.wrapping_add(frame.len() as u32);
+    }
+
+    /// Returns the counts and resets them.
+    pub fn take(&mut self) -> Traffic {
+        std::mem::take(self)
+    }
+
+    /// Total frames received.
+    pub fn total_in(&self) -> u64 {
+        self.frames_in.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// Total frames sent.
+    pub fn total_out(&self) -> u64 {
+        self.frames_out.iter().map(|&n| u64::from(n)).sum()
+    }
 }
 
 #[cfg(test)]

@@ -161,6 +161,11 @@ impl Outbox {
         self.bytes
     }
 
+    /// The queued pushes, oldest first.
+    pub fn pushes(&self) -> impl Iterator<Item = &Arc<Push>> + '_ {
+        self.entries.iter().map(|e| &e.push)
+    }
+
     /// Ids queued, oldest first, with whether each is in flight.
     pub fn ids(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
         self.entries
