@@ -102,47 +102,41 @@ impl Default for AgentOptions {
     }
 }
 
-/// Options of `edge-gw --master`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Options of `edge-gw --master` as given on the command line. `None` (or
+/// an empty list) means "not given": the config file, then the built-in
+/// default applies (see `master::settings`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MasterOptions {
-    /// Addresses (`HOST:PORT`, resolved when binding) to accept agents on;
-    /// port 0 picks a free port. Default: one entry, [`DEFAULT_LISTEN`]
-    /// (`0.0.0.0:9503`).
+    /// Addresses (`HOST:PORT`) to accept agents on; port 0 picks a free
+    /// port. Default: one entry, [`DEFAULT_LISTEN`] (`0.0.0.0:9503`).
     pub listen: Vec<String>,
-    /// Address (`HOST:PORT`) of the HTTP interface. Default: [`DEFAULT_HTTP`]
-    /// (`127.0.0.1:9580`).
-    pub http: String,
-    /// Directory for state kept across restarts. Default: none.
+    /// Address (`HOST:PORT`) of the HTTP interface. Default:
+    /// [`DEFAULT_HTTP`] (`127.0.0.1:9580`).
+    pub http: Option<String>,
+    /// Directory for state kept across restarts. Default: see
+    /// `master::settings::default_state_dir`.
     pub state_dir: Option<PathBuf>,
-    /// Master configuration file (TOML, format to be defined by issue #3).
-    /// Default: none.
+    /// Master configuration file (TOML). Default: none.
     pub config: Option<PathBuf>,
     /// Also accept legacy v1 (plaintext) agents. Default: false.
     pub legacy_v1: bool,
+    /// Also accept unencrypted v2 sessions. Default: false.
+    pub allow_plaintext: bool,
     /// Seconds between heartbeats, within [`INTERVAL_RANGE`].
     /// Default: [`DEFAULT_HEARTBEAT_SECS`] (10).
-    pub heartbeat_secs: u32,
+    pub heartbeat_secs: Option<u32>,
     /// Missed heartbeats before an agent counts as gone, within
     /// [`MISS_LIMIT_RANGE`]. Default: [`DEFAULT_MISS_LIMIT`] (3).
-    pub miss_limit: u32,
+    pub miss_limit: Option<u32>,
     /// Keyring file with the agents' pre-shared keys (see
-    /// [`crate::keys::Keyring`]). Default: none.
+    /// [`crate::keys::Keyring`]). Default: `STATE_DIR/keyring`.
     pub keyring: Option<PathBuf>,
-}
-
-impl Default for MasterOptions {
-    fn default() -> MasterOptions {
-        MasterOptions {
-            listen: vec![DEFAULT_LISTEN.to_owned()],
-            http: DEFAULT_HTTP.to_owned(),
-            state_dir: None,
-            config: None,
-            legacy_v1: false,
-            heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
-            miss_limit: DEFAULT_MISS_LIMIT,
-            keyring: None,
-        }
-    }
+    /// Most simultaneous connections. Default: 20000.
+    pub max_connections: Option<usize>,
+    /// Worker threads. Default: 2.
+    pub threads: Option<usize>,
+    /// User to switch to after binding the listeners. Default: none.
+    pub user: Option<String>,
 }
 
 /// Splits `HOST:PORT` into host and port, checking that it looks right.
@@ -181,10 +175,10 @@ mod tests {
         let agent = AgentOptions::default();
         assert_eq!(agent.interval_secs, 10);
         assert_eq!(agent.wire, WireVersion::V2);
+        // Master defaults are applied by master::settings, after the
+        // config file: the options only say what the command line gave.
         let master = MasterOptions::default();
-        assert_eq!(master.listen, ["0.0.0.0:9503"]);
-        assert_eq!(master.http, "127.0.0.1:9580");
-        assert_eq!((master.heartbeat_secs, master.miss_limit), (10, 3));
+        assert!(master.listen.is_empty() && master.http.is_none());
         assert!(!master.legacy_v1);
     }
 

@@ -805,11 +805,11 @@ pub fn keygen(opts: &KeygenOptions, stdout: &mut dyn Write) -> Result<PathBuf, K
         );
         Ok(())
     });
-    if result.is_err() {
-        if let Some(k) = keyring.filter(|k| k.created) {
-            drop(k.file);
-            let _ = fs::remove_file(&k.path);
-        }
+    if result.is_err()
+        && let Some(k) = keyring.filter(|k| k.created)
+    {
+        drop(k.file);
+        let _ = fs::remove_file(&k.path);
     }
     result.map(|()| key_file)
 }

@@ -43,6 +43,8 @@ impl From<lexopt::Error> for Usage {
 
 /// What the command line asks for.
 #[derive(Debug)]
+// Built once at startup; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Help,
     Version,
@@ -81,6 +83,10 @@ struct Seen {
     state_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     legacy_v1: bool,
+    allow_plaintext: bool,
+    max_connections: Option<usize>,
+    threads: Option<usize>,
+    user: Option<String>,
     keyring: Option<PathBuf>,
     heartbeat: Option<u32>,
     miss_limit: Option<u32>,
@@ -239,6 +245,23 @@ fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.note("--legacy-v1", MASTER, true)?;
                 s.legacy_v1 = true;
             }
+            Long("allow-plaintext") => {
+                s.note("--allow-plaintext", MASTER, true)?;
+                s.allow_plaintext = true;
+            }
+            Long("max-connections") => {
+                s.note("--max-connections", MASTER, false)?;
+                s.max_connections =
+                    Some(number(&mut p, "--max-connections", 1..=1_000_000)? as usize);
+            }
+            Long("threads") => {
+                s.note("--threads", MASTER, false)?;
+                s.threads = Some(number(&mut p, "--threads", 1..=256)? as usize);
+            }
+            Long("user") => {
+                s.note("--user", MASTER, false)?;
+                s.user = Some(nonempty(&mut p, "--user")?);
+            }
             Long("keyring") => {
                 s.note("--keyring", MASTER | KEYGEN, false)?;
                 s.keyring = Some(path(&mut p, "--keyring")?);
@@ -310,21 +333,20 @@ fn finish(s: Seen) -> Result<Command, Usage> {
         )));
     }
     let action = if mode == MASTER {
-        let defaults = MasterOptions::default();
         Action::Master(MasterOptions {
             // Any --listen replaces the default rather than adding to it.
-            listen: if s.listen.is_empty() {
-                defaults.listen
-            } else {
-                s.listen
-            },
-            http: s.http.unwrap_or(defaults.http),
+            listen: s.listen,
+            http: s.http,
             state_dir: s.state_dir,
             config: s.config,
             legacy_v1: s.legacy_v1,
-            heartbeat_secs: s.heartbeat.unwrap_or(defaults.heartbeat_secs),
-            miss_limit: s.miss_limit.unwrap_or(defaults.miss_limit),
+            allow_plaintext: s.allow_plaintext,
+            heartbeat_secs: s.heartbeat,
+            miss_limit: s.miss_limit,
             keyring: s.keyring,
+            max_connections: s.max_connections,
+            threads: s.threads,
+            user: s.user,
         })
     } else if mode == AGENT {
         let defaults = AgentOptions::default();
@@ -753,7 +775,7 @@ mod tests {
         };
         assert_eq!(opts.listen, ["[::]:9503", "10.0.0.1:0"]);
         assert!(opts.legacy_v1);
-        assert_eq!(opts.heartbeat_secs, 5);
+        assert_eq!(opts.heartbeat_secs, Some(5));
         assert_eq!(opts.keyring, Some(PathBuf::from("/k")));
         assert_eq!((level, verbosity), (Some(LevelFilter::Warn), 2));
     }

@@ -1,1 +1,464 @@
-//! The master role.
+//! The master role: accepts agents, keeps the fleet registry, routes
+//! pushes, serves the HTTP API, metrics and dashboard.
+//!
+//! Thin smol shells around the sans-I/O [`crate::session::master`]:
+//! [`listener`] accepts (with a connection cap and a per-IP rate limit),
+//! [`conn`] runs one task per connection, [`registry`] is the fleet,
+//! [`store`] makes accepted pushes durable, [`http`] serves operators.
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use smol::Async;
+
+use crate::config::MasterOptions;
+use crate::keys::{AgentKey, Keyring, Psk};
+use crate::proto::frame::Compress;
+use crate::proto::{Uuid, v2};
+use crate::session::liveness::Keepalive;
+use crate::session::master::MasterConfig;
+use crate::session::outbox::OutboxLimits;
+use crate::session::{Clock, TxLimits};
+
+pub mod api;
+pub mod client;
+pub mod conn;
+pub mod conn_handle;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod registry;
+pub mod settings;
+pub mod state_dir;
+pub mod store;
+pub mod watchers;
+
+use registry::Registry;
+use settings::Settings;
+use store::Store;
+use watchers::Watchers;
+
+/// Everything the master's tasks share.
+pub struct Master {
+    settings: RwLock<Arc<Settings>>,
+    session_cfg: RwLock<Arc<MasterConfig>>,
+    keys: RwLock<Arc<Keyring>>,
+    registry: Mutex<Registry>,
+    store: Mutex<StoreState>,
+    watchers: Watchers,
+    /// Bearer token of the API.
+    pub token: String,
+    /// Set when shutting down.
+    pub stopping: AtomicBool,
+    /// Notified when shutting down.
+    pub stop_event: Event,
+    /// Wall clock at start, Unix ms.
+    pub started_unix_ms: u64,
+}
+
+/// The push log and the next push id, under one lock: pushes are accepted
+/// one at a time, each synced before its 202.
+pub struct StoreState {
+    /// The log.
+    pub store: Store,
+    /// Next push id.
+    pub next_id: u64,
+}
+
+fn session_config(s: &Settings) -> MasterConfig {
+    MasterConfig {
+        keepalive: Keepalive {
+            interval: s.heartbeat,
+            miss_limit: s.miss_limit,
+        },
+        handshake_timeout: s.handshake_timeout,
+        max_frame: s.max_frame,
+        legacy_v1: s.legacy_v1,
+        allow_plaintext: s.allow_plaintext,
+        compress: if s.compress {
+            Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL)
+        } else {
+            Compress::Never
+        },
+        tx: TxLimits {
+            max_frames: s.send_queue_frames,
+            max_bytes: s.send_queue_bytes,
+        },
+        software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+    }
+}
+
+fn outbox_limits(s: &Settings) -> OutboxLimits {
+    OutboxLimits {
+        max_msgs: s.outbox_messages,
+        max_bytes: s.outbox_bytes,
+        max_in_flight: s.outbox_in_flight,
+        resend_after: s.push_resend,
+    }
+}
+
+impl Master {
+    /// Current settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Session settings for new connections.
+    pub fn session_config(&self) -> Arc<MasterConfig> {
+        self.session_cfg
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The keyring.
+    pub fn keys(&self) -> Arc<Keyring> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Locks the registry (never held across an await).
+    pub fn lock_registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the push store.
+    pub fn lock_store(&self) -> MutexGuard<'_, StoreState> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live watchers (SSE streams).
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// Sends the registry's new events to the live watchers.
+    pub fn publish(&self, reg: &mut Registry) {
+        let events = reg.take_events();
+        if !events.is_empty() {
+            self.watchers.publish(&events, reg);
+        }
+    }
+
+    /// Records acked deliveries in the push log, compacting it when it is
+    /// mostly dead records.
+    pub fn record_deliveries(&self, delivered: &[(u64, Uuid)]) {
+        let mut st = self.lock_store();
+        for (id, uuid) in delivered {
+            if let Err(e) = st.store.delivered(*id, uuid) {
+                log::error!("push log: cannot record delivery of push {id}: {e}");
+            }
+        }
+        let live = self.lock_registry().live_pushes();
+        if st.store.should_compact(live.len()) {
+            let next = st.next_id;
+            match st.store.compact(&live, next) {
+                Ok(()) => log::info!(
+                    "push log compacted: {} live pushes, {} bytes",
+                    live.len(),
+                    st.store.bytes()
+                ),
+                Err(e) => log::error!("push log: compaction failed: {e}"),
+            }
+        }
+    }
+
+    /// Accepts a push for `targets`: checks room, persists it (fsync),
+    /// queues it and wakes the agents. Returns the push id.
+    pub fn accept_push(
+        &self,
+        targets: &[Uuid],
+        sender: &str,
+        group: &str,
+        body: Vec<u8>,
+    ) -> Result<u64, PushError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(PushError::ShuttingDown);
+        }
+        let max = self.settings().max_frame as usize;
+        // Room for the header, the push fields and the AEAD tag.
+        if body.len() + 256 > max {
+            return Err(PushError::TooLarge(max - 256));
+        }
+        let mut st = self.lock_store();
+        self.lock_registry()
+            .check_room(targets, body.len())
+            .map_err(|o| PushError::Full(o.kind))?;
+        let id = st.next_id;
+        let push = v2::Push {
+            id,
+            sender: sender.to_string(),
+            group: group.to_string(),
+            body,
+        };
+        st.store
+            .accepted(&push, targets)
+            .map_err(|e| PushError::Store(e.to_string()))?;
+        st.next_id += 1;
+        let mut reg = self.lock_registry();
+        let refused = reg.enqueue(Arc::new(push), targets, Clock::now().unix_ms);
+        if !refused.is_empty() {
+            // Cannot happen: pushes are accepted one at a time under the
+            // store lock, and outboxes only shrink in between.
+            log::error!(
+                "push {id}: outbox full for {} agents after the room check",
+                refused.len()
+            );
+        }
+        Ok(id)
+    }
+
+    /// Re-reads the keyring (SIGHUP) and kicks agents whose key is gone.
+    pub fn reload_keys(&self) -> Result<usize, String> {
+        let path = self.settings().keyring.clone();
+        let ring = Keyring::load(&path).map_err(|e| e.to_string())?;
+        let n = ring.len();
+        let ring = Arc::new(ring);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
+        let mut reg = self.lock_registry();
+        let revoked: Vec<Uuid> = reg
+            .agents()
+            .filter(|a| a.online() && a.sealed && ring.lookup(a.uuid.trimmed()).is_none())
+            .map(|a| a.uuid)
+            .collect();
+        for u in revoked {
+            log::warn!("agent {u}: key revoked, closing its session");
+            reg.kick(
+                &u,
+                v2::CloseCode::AuthFailed,
+                "key revoked by the master's keyring",
+            );
+        }
+        Ok(n)
+    }
+
+    /// Re-reads the config file (SIGHUP). Settings that need a restart
+    /// (addresses, state dir, threads, user) are kept and named in the log.
+    pub fn reload_settings(&self) -> Result<(), String> {
+        let old = self.settings();
+        let Some(file) = old.config_file.clone() else {
+            return Ok(());
+        };
+        let opts = MasterOptions {
+            config: Some(file),
+            ..MasterOptions::default()
+        };
+        let mut new = Settings::load(&opts)?;
+        for (name, changed) in [
+            ("listen", new.listen != old.listen),
+            ("http", new.http != old.http),
+            ("state_dir", new.state_dir != old.state_dir),
+            ("threads", new.threads != old.threads),
+            ("user", new.user != old.user),
+        ] {
+            if changed {
+                log::warn!("reload: {name} changes only on restart; keeping the running value");
+            }
+        }
+        new.listen.clone_from(&old.listen);
+        new.http.clone_from(&old.http);
+        new.state_dir.clone_from(&old.state_dir);
+        new.threads = old.threads;
+        new.user.clone_from(&old.user);
+        new.keyring.clone_from(&old.keyring);
+        *self.session_cfg.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(session_config(&new));
+        self.lock_registry().limits = outbox_limits(&new);
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        Ok(())
+    }
+}
+
+/// Why a push was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushError {
+    /// An outbox is full (429 for messages, 507 for bytes).
+    Full(crate::session::outbox::OverflowKind),
+    /// The body is larger than a frame can carry.
+    TooLarge(usize),
+    /// The push log could not be written (500).
+    Store(String),
+    /// The master is stopping (503).
+    ShuttingDown,
+}
+
+/// Runs the master until SIGTERM/SIGINT.
+pub fn run(opts: MasterOptions) -> Result<(), String> {
+    let settings = Settings::load(&opts)?;
+    listener::raise_fd_limit();
+    let init = state_dir::prepare(&settings)?;
+    let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
+    let (store, recovered) =
+        Store::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
+
+    // Bind first (privileged ports), then drop privileges while this is
+    // still the only thread, then hand the sockets to the reactor.
+    let mut bound = Vec::new();
+    for a in &settings.listen {
+        bound.push(TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?);
+    }
+    let http_listener = TcpListener::bind(&settings.http)
+        .map_err(|e| format!("cannot listen on {} (http): {e}", settings.http))?;
+    if let Some(user) = &settings.user {
+        state_dir::drop_privileges(user, &settings.state_dir)?;
+    }
+    let mut agent_listeners = Vec::new();
+    for l in bound {
+        agent_listeners.push(Async::new(l).map_err(|e| e.to_string())?);
+    }
+    let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
+
+    let now = Instant::now();
+    let mut registry = Registry::new(outbox_limits(&settings), now);
+    for (push, targets) in &recovered.pending {
+        for t in targets {
+            registry.ensure_agent(*t);
+        }
+        registry.enqueue(push.clone(), targets, Clock::now().unix_ms);
+    }
+    if !recovered.pending.is_empty() {
+        log::info!(
+            "push log: {} undelivered pushes recovered",
+            recovered.pending.len()
+        );
+    }
+    let master = Arc::new(Master {
+        session_cfg: RwLock::new(Arc::new(session_config(&settings))),
+        settings: RwLock::new(Arc::new(settings.clone())),
+        keys: RwLock::new(Arc::new(keys)),
+        registry: Mutex::new(registry),
+        store: Mutex::new(StoreState {
+            store,
+            next_id: recovered.next_id,
+        }),
+        watchers: Watchers::default(),
+        token: init.token,
+        stopping: AtomicBool::new(false),
+        stop_event: Event::new(),
+        started_unix_ms: Clock::now().unix_ms,
+    });
+
+    for l in &agent_listeners {
+        if let Ok(a) = l.get_ref().local_addr() {
+            log::info!("listening for agents on {a}");
+        }
+    }
+    let http_addr = http_listener
+        .get_ref()
+        .local_addr()
+        .map_err(|e| e.to_string())?;
+    log::info!("HTTP API, metrics and dashboard on http://{http_addr}/");
+    log::info!(
+        "an agent joins with: edge-gw --agent THIS_HOST:{} --key-file {} --uuid NAME  (copy the key file to the device; `edge-gw keygen` makes per-device keys)",
+        agent_listeners
+            .first()
+            .and_then(|l| l.get_ref().local_addr().ok())
+            .map_or(9503, |a| a.port()),
+        init.fleet_key_file.display()
+    );
+
+    let ex = Arc::new(smol::Executor::new());
+    let threads = settings.threads.max(1);
+    let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
+    let mut workers = Vec::new();
+    for i in 1..threads {
+        let ex = ex.clone();
+        let stop_rx = stop_rx.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("edge-gw-{i}"))
+                .spawn(move || smol::block_on(ex.run(stop_rx.recv())))
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let result = smol::block_on(ex.run(async {
+        for l in agent_listeners {
+            ex.spawn(listener::accept_loop(master.clone(), l, ex.clone()))
+                .detach();
+        }
+        ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
+            .detach();
+        lifecycle(master.clone()).await
+    }));
+    drop(stop_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    result
+}
+
+/// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT shut down.
+async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
+    use async_signal::{Signal, Signals};
+    use smol::stream::StreamExt;
+    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    while let Some(sig) = signals.next().await {
+        match sig {
+            Ok(Signal::Hup) => {
+                log::info!("SIGHUP: reloading config and keyring");
+                if let Err(e) = master.reload_settings() {
+                    log::error!("reload: config not changed: {e}");
+                }
+                match master.reload_keys() {
+                    Ok(n) => log::info!("reload: keyring has {n} keys"),
+                    Err(e) => log::error!("reload: keyring not changed: {e}"),
+                }
+            }
+            Ok(s) => {
+                log::info!("{s:?}: shutting down");
+                break;
+            }
+            Err(e) => log::warn!("signal stream: {e}"),
+        }
+    }
+    shutdown(&master).await;
+    Ok(())
+}
+
+/// Stops accepting, closes every session with reason `shutdown`, waits a
+/// little for the Close frames to go out, and syncs the push log.
+async fn shutdown(master: &Master) {
+    master.stopping.store(true, Ordering::SeqCst);
+    master.stop_event.notify(usize::MAX);
+    master
+        .lock_registry()
+        .kick_all(v2::CloseCode::Shutdown, "master shutting down");
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline && master.lock_registry().connections() > 0 {
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    let left = master.lock_registry().connections();
+    if left > 0 {
+        log::warn!("{left} connections still open at exit");
+    }
+    if let Err(e) = master.lock_store().store.sync() {
+        log::error!("push log: final sync failed: {e}");
+    }
+}
+
+/// A fleet key file for agents, created with the state directory.
+pub(crate) fn write_fleet_key(path: &Path, psk: &Psk) -> Result<(), String> {
+    AgentKey {
+        uuid: None,
+        psk: psk.clone(),
+    }
+    .write_new(path)
+    .map_err(|e| e.to_string())
+}
+
+/// Bounded queue helper shared by watcher streams.
+pub(crate) fn push_bounded<T>(q: &mut VecDeque<T>, item: T, max: usize) -> bool {
+    if q.len() >= max {
+        return false;
+    }
+    q.push_back(item);
+    true
+}

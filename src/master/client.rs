@@ -1,0 +1,1 @@
+//! Command-line clients of the master's API (`edge-gw status`, ...).

@@ -1,0 +1,272 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4):
+//! conventional names, `_total` counters, base units (bytes, seconds,
+//! ratios 0–1), per-agent gauges labelled by uuid and group.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::Master;
+use crate::proto::MsgType;
+
+/// Escapes a label value.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn val(&mut self, name: &str, labels: &str, v: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {v}");
+        }
+    }
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+        self.head(name, kind, help);
+        self.val(name, "", v);
+    }
+}
+
+/// Renders every metric.
+pub fn render(m: &Master) -> String {
+    let reg = m.lock_registry();
+    let c = &reg.counters;
+    let mut o = Out(String::with_capacity(4096));
+    o.one("edge_gw_up", "gauge", "The master is running.", 1);
+    o.one(
+        "edge_gw_uptime_seconds",
+        "gauge",
+        "Seconds since the master started.",
+        reg.started.elapsed().as_secs(),
+    );
+    o.one(
+        "edge_gw_agents_connected",
+        "gauge",
+        "Agents with a live session.",
+        reg.online(),
+    );
+    o.one(
+        "edge_gw_agents_known",
+        "gauge",
+        "Agents known this run, online or not.",
+        reg.agents().count(),
+    );
+    o.one(
+        "edge_gw_connections",
+        "gauge",
+        "Open connections (agents, subscribers, handshakes).",
+        reg.connections(),
+    );
+    o.one(
+        "edge_gw_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        c.accepted,
+    );
+    o.head(
+        "edge_gw_connections_refused_total",
+        "counter",
+        "Connections refused, by reason.",
+    );
+    for r in ["max_connections", "rate_limited"] {
+        o.val(
+            "edge_gw_connections_refused_total",
+            &format!("reason=\"{r}\""),
+            c.refused.get(r).copied().unwrap_or(0),
+        );
+    }
+    o.head(
+        "edge_gw_closes_total",
+        "counter",
+        "Connections closed, by reason.",
+    );
+    for (r, n) in &c.closes {
+        o.val("edge_gw_closes_total", &format!("reason=\"{r}\""), n);
+    }
+    o.head(
+        "edge_gw_frame_errors_total",
+        "counter",
+        "Bad frames, by kind.",
+    );
+    for k in crate::proto::FrameError::KINDS {
+        o.val(
+            "edge_gw_frame_errors_total",
+            &format!("kind=\"{k}\""),
+            c.frame_errors.get(k).copied().unwrap_or(0),
+        );
+    }
+    o.head(
+        "edge_gw_frames_total",
+        "counter",
+        "Frames by message type and direction.",
+    );
+    for t in MsgType::ALL {
+        let i = usize::from(t.as_u8());
+        o.val(
+            "edge_gw_frames_total",
+            &format!("type=\"{}\",direction=\"in\"", t.name()),
+            c.frames_in[i],
+        );
+        o.val(
+            "edge_gw_frames_total",
+            &format!("type=\"{}\",direction=\"out\"", t.name()),
+            c.frames_out[i],
+        );
+    }
+    o.head(
+        "edge_gw_bytes_total",
+        "counter",
+        "Frame bytes by direction.",
+    );
+    o.val("edge_gw_bytes_total", "direction=\"in\"", c.bytes_in);
+    o.val("edge_gw_bytes_total", "direction=\"out\"", c.bytes_out);
+    o.one(
+        "edge_gw_reports_total",
+        "counter",
+        "Health reports received.",
+        c.reports,
+    );
+    o.one(
+        "edge_gw_pushes_accepted_total",
+        "counter",
+        "Pushes accepted by the API.",
+        c.pushes_accepted,
+    );
+    o.one(
+        "edge_gw_push_deliveries_total",
+        "counter",
+        "Push deliveries acknowledged by agents.",
+        c.pushes_delivered,
+    );
+    let queued: usize = reg.agents().map(|a| a.outbox.len()).sum();
+    o.one(
+        "edge_gw_push_queue_messages",
+        "gauge",
+        "Pushes waiting for an agent's ack, summed over agents.",
+        queued,
+    );
+    o.one(
+        "edge_gw_fanout_total",
+        "counter",
+        "Reports forwarded to subscribers.",
+        c.fanout,
+    );
+    o.one(
+        "edge_gw_fanout_dropped_total",
+        "counter",
+        "Reports not forwarded: subscriber queue full.",
+        c.fanout_dropped,
+    );
+    o.one(
+        "edge_gw_send_failures_total",
+        "counter",
+        "Frames that could not be queued to a connection.",
+        c.send_failures,
+    );
+    o.one(
+        "edge_gw_event_watchers",
+        "gauge",
+        "Open /api/events streams.",
+        m.watchers().len(),
+    );
+    o.one(
+        "edge_gw_event_watchers_dropped_total",
+        "counter",
+        "Event streams dropped for falling behind.",
+        m.watchers().dropped.load(Ordering::Relaxed),
+    );
+
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&super::registry::Agent) -> Option<f64>,
+    );
+    let gauges: [Gauge; 7] = [
+        (
+            "edge_gw_agent_up",
+            "1 if the agent has a live session.",
+            |a| Some(if a.online() { 1.0 } else { 0.0 }),
+        ),
+        ("edge_gw_agent_cpu_ratio", "Agent CPU busy, 0-1.", |a| {
+            a.history.back().map(|p| f64::from(p.cpu) / 100.0)
+        }),
+        (
+            "edge_gw_agent_memory_used_ratio",
+            "Agent memory used (total - available), 0-1.",
+            |a| a.history.back().map(|p| f64::from(p.mem) / 100.0),
+        ),
+        ("edge_gw_agent_load1", "Agent 1-minute load average.", |a| {
+            a.history.back().map(|p| f64::from(p.load1))
+        }),
+        (
+            "edge_gw_agent_network_receive_bytes_per_second",
+            "Agent receive rate, all interfaces but lo.",
+            |a| a.history.back().map(|p| p.rx_bps),
+        ),
+        (
+            "edge_gw_agent_network_transmit_bytes_per_second",
+            "Agent transmit rate, all interfaces but lo.",
+            |a| a.history.back().map(|p| p.tx_bps),
+        ),
+        (
+            "edge_gw_agent_push_queue_messages",
+            "Pushes waiting for this agent's ack.",
+            |a| Some(a.outbox.len() as f64),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        o.head(name, "gauge", help);
+        for a in reg.agents() {
+            if let Some(v) = f(a) {
+                let labels = format!(
+                    "uuid=\"{}\",group=\"{}\"",
+                    esc(&a.uuid.to_string()),
+                    esc(&a.group)
+                );
+                o.val(name, &labels, v);
+            }
+        }
+    }
+    o.head(
+        "edge_gw_agent_reports_total",
+        "counter",
+        "Reports received from this agent.",
+    );
+    for a in reg.agents() {
+        o.val(
+            "edge_gw_agent_reports_total",
+            &format!(
+                "uuid=\"{}\",group=\"{}\"",
+                esc(&a.uuid.to_string()),
+                esc(&a.group)
+            ),
+            a.stats.reports,
+        );
+    }
+    drop(reg);
+    let st = m.lock_store();
+    o.one(
+        "edge_gw_push_log_bytes",
+        "gauge",
+        "Size of the push log on disk.",
+        st.store.bytes(),
+    );
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_escaping() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

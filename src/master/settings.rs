@@ -1,0 +1,283 @@
+//! The master's settings: defaults, then the TOML config file, then the
+//! command line (which wins). Every key of the file is documented in the
+//! README's configuration table; unknown keys are an error, so a typo is
+//! never silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::MasterOptions;
+
+/// Fully resolved master settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Agent listener addresses.
+    pub listen: Vec<String>,
+    /// HTTP (API, metrics, dashboard) address.
+    pub http: String,
+    /// State directory (fleet key, keyring, API token, push log).
+    pub state_dir: PathBuf,
+    /// Keyring file.
+    pub keyring: PathBuf,
+    /// Accept legacy v1 connections.
+    pub legacy_v1: bool,
+    /// Accept unencrypted v2 sessions.
+    pub allow_plaintext: bool,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Missed heartbeats before eviction.
+    pub miss_limit: u32,
+    /// Time allowed for a handshake.
+    pub handshake_timeout: Duration,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// New connections per second allowed from one IP (burst: 4×).
+    pub handshakes_per_ip: u32,
+    /// Largest frame.
+    pub max_frame: u32,
+    /// Per-connection send queue: frames.
+    pub send_queue_frames: usize,
+    /// Per-connection send queue: bytes.
+    pub send_queue_bytes: usize,
+    /// A write stalled this long closes the connection (slow consumer).
+    pub write_timeout: Duration,
+    /// Per-agent push queue: messages.
+    pub outbox_messages: usize,
+    /// Per-agent push queue: bytes.
+    pub outbox_bytes: usize,
+    /// Unacked pushes in flight per agent.
+    pub outbox_in_flight: usize,
+    /// Resend an unacked push after this long.
+    pub push_resend: Duration,
+    /// Compress frames to agents when smaller.
+    pub compress: bool,
+    /// Worker threads.
+    pub threads: usize,
+    /// Drop privileges to this user after binding.
+    pub user: Option<String>,
+    /// The config file these came from, for SIGHUP reloads.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The config file: every key optional, names as the long flags with `-`
+/// written `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<Vec<String>>,
+    http: Option<String>,
+    state_dir: Option<PathBuf>,
+    keyring: Option<PathBuf>,
+    legacy_v1: Option<bool>,
+    allow_plaintext: Option<bool>,
+    heartbeat: Option<u32>,
+    miss_limit: Option<u32>,
+    handshake_timeout: Option<u32>,
+    max_connections: Option<usize>,
+    handshakes_per_ip: Option<u32>,
+    max_frame: Option<u32>,
+    send_queue_frames: Option<usize>,
+    send_queue_bytes: Option<usize>,
+    write_timeout: Option<u32>,
+    outbox_messages: Option<usize>,
+    outbox_bytes: Option<usize>,
+    outbox_in_flight: Option<usize>,
+    push_resend: Option<u32>,
+    compress: Option<bool>,
+    threads: Option<usize>,
+    user: Option<String>,
+}
+
+/// The default state directory: `$STATE_DIRECTORY` (systemd), else
+/// `/var/lib/edge-gw` for root, else `$XDG_STATE_HOME/edge-gw` or
+/// `~/.local/state/edge-gw`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        return PathBuf::from(d);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/edge-gw");
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("edge-gw");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/edge-gw"),
+        None => PathBuf::from("edge-gw-state"),
+    }
+}
+
+fn secs(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n))
+}
+
+impl Settings {
+    /// Resolves settings from the command line and its `--config` file.
+    pub fn load(opts: &MasterOptions) -> Result<Settings, String> {
+        let file = match &opts.config {
+            Some(p) => read_file(p)?,
+            None => File::default(),
+        };
+        let state_dir = opts
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(default_state_dir);
+        let keyring = opts
+            .keyring
+            .clone()
+            .or(file.keyring)
+            .unwrap_or_else(|| state_dir.join("keyring"));
+        let s = Settings {
+            listen: if opts.listen.is_empty() {
+                file.listen
+                    .unwrap_or_else(|| vec![crate::config::DEFAULT_LISTEN.into()])
+            } else {
+                opts.listen.clone()
+            },
+            http: opts
+                .http
+                .clone()
+                .or(file.http)
+                .unwrap_or_else(|| crate::config::DEFAULT_HTTP.into()),
+            state_dir,
+            keyring,
+            legacy_v1: opts.legacy_v1 || file.legacy_v1.unwrap_or(false),
+            allow_plaintext: opts.allow_plaintext || file.allow_plaintext.unwrap_or(false),
+            heartbeat: secs(
+                opts.heartbeat_secs
+                    .or(file.heartbeat)
+                    .unwrap_or(crate::config::DEFAULT_HEARTBEAT_SECS),
+            ),
+            miss_limit: opts
+                .miss_limit
+                .or(file.miss_limit)
+                .unwrap_or(crate::config::DEFAULT_MISS_LIMIT),
+            handshake_timeout: secs(file.handshake_timeout.unwrap_or(10)),
+            max_connections: opts
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(20_000),
+            handshakes_per_ip: file.handshakes_per_ip.unwrap_or(50),
+            max_frame: file.max_frame.unwrap_or(crate::proto::DEFAULT_MAX_FRAME),
+            send_queue_frames: file.send_queue_frames.unwrap_or(1024),
+            send_queue_bytes: file.send_queue_bytes.unwrap_or(4 << 20),
+            write_timeout: secs(file.write_timeout.unwrap_or(10)),
+            outbox_messages: file.outbox_messages.unwrap_or(1000),
+            outbox_bytes: file.outbox_bytes.unwrap_or(8 << 20),
+            outbox_in_flight: file.outbox_in_flight.unwrap_or(32),
+            push_resend: secs(file.push_resend.unwrap_or(30)),
+            compress: file.compress.unwrap_or(true),
+            threads: opts.threads.or(file.threads).unwrap_or(2),
+            user: opts.user.clone().or(file.user),
+            config_file: opts.config.clone(),
+        };
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let range = |name: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(format!("{name} = {v} is out of range {lo}..={hi}"))
+            } else {
+                Ok(())
+            }
+        };
+        range("heartbeat", self.heartbeat.as_secs(), 1, 3600)?;
+        range("miss_limit", u64::from(self.miss_limit), 1, 1000)?;
+        range(
+            "handshake_timeout",
+            self.handshake_timeout.as_secs(),
+            1,
+            600,
+        )?;
+        range("max_connections", self.max_connections as u64, 1, 1_000_000)?;
+        range(
+            "handshakes_per_ip",
+            u64::from(self.handshakes_per_ip),
+            1,
+            1_000_000,
+        )?;
+        range("max_frame", u64::from(self.max_frame), 1024, 64 << 20)?;
+        range(
+            "send_queue_frames",
+            self.send_queue_frames as u64,
+            4,
+            1 << 20,
+        )?;
+        range(
+            "send_queue_bytes",
+            self.send_queue_bytes as u64,
+            4096,
+            1 << 30,
+        )?;
+        range("write_timeout", self.write_timeout.as_secs(), 1, 3600)?;
+        range("outbox_messages", self.outbox_messages as u64, 1, 1 << 20)?;
+        range("outbox_bytes", self.outbox_bytes as u64, 1024, 1 << 32)?;
+        range("outbox_in_flight", self.outbox_in_flight as u64, 1, 4096)?;
+        range("push_resend", self.push_resend.as_secs(), 1, 86_400)?;
+        range("threads", self.threads as u64, 1, 256)?;
+        if self.listen.is_empty() {
+            return Err("listen: at least one address is needed".into());
+        }
+        Ok(())
+    }
+}
+
+fn read_file(p: &Path) -> Result<File, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> MasterOptions {
+        MasterOptions {
+            state_dir: Some("/tmp/x".into()),
+            ..MasterOptions::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load(&opts()).unwrap();
+        assert_eq!(s.listen, ["0.0.0.0:9503"]);
+        assert_eq!(s.http, "127.0.0.1:9580");
+        assert_eq!(s.heartbeat, Duration::from_secs(10));
+        assert_eq!(s.miss_limit, 3);
+        assert_eq!(s.keyring, PathBuf::from("/tmp/x/keyring"));
+        assert!(!s.legacy_v1);
+    }
+
+    #[test]
+    fn file_then_command_line() {
+        let dir = std::env::temp_dir().join(format!("edge-gw-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            "listen = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nheartbeat = 5\nmiss_limit = 4\nlegacy_v1 = true\n",
+        )
+        .unwrap();
+        let mut o = opts();
+        o.config = Some(f.clone());
+        o.miss_limit = Some(9);
+        let s = Settings::load(&o).unwrap();
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.heartbeat, Duration::from_secs(5));
+        assert_eq!(s.miss_limit, 9, "the command line wins");
+        assert!(s.legacy_v1);
+
+        std::fs::write(&f, "heartbeet = 5\n").unwrap();
+        let e = Settings::load(&o).unwrap_err();
+        assert!(e.contains("heartbeet"), "{e}");
+        std::fs::write(&f, "heartbeat = 0\n").unwrap();
+        assert!(Settings::load(&o).unwrap_err().contains("out of range"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,399 @@
+//! The push store: an append-only log in the state directory, so that a
+//! push the API accepted (202) survives a crash or SIGKILL of the master.
+//!
+//! # Format
+//! `pushes.log` starts with the 8-byte magic `EGWPLOG1`, then records:
+//! `[u32 LE length][u32 LE CRC-32 of payload][payload]`, the payload a
+//! postcard [`Record`]. A torn or corrupt tail (a crash mid-write) ends the
+//! log: it is cut off at the last good record, with a warning. Such a tail
+//! was never acknowledged, because acknowledgement waits for the fsync.
+//!
+//! # Fsync policy
+//! - `Accepted`: written and `fdatasync`ed *before* the API answers 202.
+//! - `Delivered`: written without a sync. Losing one in a crash means the
+//!   push is sent again after restart; the agent answers it as a duplicate
+//!   (it remembers delivered ids), so nothing is delivered twice to the
+//!   consumer while the agent keeps its memory.
+//!
+//! # Compaction
+//! When the log holds more than [`COMPACT_MIN_BYTES`] and less than a
+//! quarter of its records are still live, it is rewritten with only the
+//! undelivered pushes: written to `pushes.log.tmp`, synced, renamed over
+//! the log, and the directory synced.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::v2::Push;
+use crate::proto::{UUID_LEN, Uuid};
+
+const MAGIC: &[u8; 8] = b"EGWPLOG1";
+/// Largest record accepted when reading (a push body is capped below this).
+pub const MAX_RECORD: u32 = 4 << 20;
+/// Logs smaller than this are never compacted.
+pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
+
+/// One log record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A push accepted for these agents.
+    Accepted {
+        /// The push.
+        push: Push,
+        /// Target uuids (trailing NULs trimmed).
+        targets: Vec<Vec<u8>>,
+    },
+    /// A push delivered to one agent.
+    Delivered {
+        /// Push id.
+        id: u64,
+        /// The agent.
+        uuid: Vec<u8>,
+    },
+    /// Ids below this were used (kept across compaction).
+    NextId(u64),
+}
+
+/// What a log held at startup.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The next push id to assign.
+    pub next_id: u64,
+    /// Undelivered pushes with their remaining targets, in id order.
+    pub pending: Vec<(Arc<Push>, Vec<Uuid>)>,
+    /// Bytes cut off a torn tail (0 for a clean log).
+    pub truncated: u64,
+}
+
+/// The open log.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    records: u64,
+    /// Records written since open or compaction.
+    pub appended: u64,
+    /// Times compacted.
+    pub compactions: u64,
+    /// fsyncs done.
+    pub syncs: u64,
+}
+
+fn uuid_of(b: &[u8]) -> Option<Uuid> {
+    if b.is_empty() || b.len() > UUID_LEN {
+        return None;
+    }
+    let mut u = [0u8; UUID_LEN];
+    u[..b.len()].copy_from_slice(b);
+    Some(Uuid(u))
+}
+
+fn encode_record(r: &Record) -> io::Result<Vec<u8>> {
+    let payload = postcard::to_allocvec(r).map_err(io::Error::other)?;
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+impl Store {
+    /// Opens (or creates) `dir/pushes.log` and replays it.
+    pub fn open(dir: &Path) -> io::Result<(Store, Recovered)> {
+        let path = dir.join("pushes.log");
+        // Push bodies may be private: owner-only, like the keys.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)?;
+        let mut rec = Recovered {
+            next_id: 1,
+            ..Recovered::default()
+        };
+        if data.is_empty() {
+            file.write_all(MAGIC)?;
+            file.sync_all()?;
+            sync_dir(dir)?;
+            data.extend_from_slice(MAGIC);
+        } else if !data.starts_with(MAGIC) {
+            return Err(io::Error::other(format!(
+                "{}: not an edge-gw push log (bad magic)",
+                path.display()
+            )));
+        }
+        // Replay: accepted pushes minus deliveries, in id order.
+        let mut pending: std::collections::BTreeMap<u64, (Arc<Push>, Vec<Uuid>)> =
+            std::collections::BTreeMap::new();
+        let mut pos = MAGIC.len();
+        let mut records = 0u64;
+        while pos < data.len() {
+            let Some(r) = read_record(&data[pos..]) else {
+                break;
+            };
+            let (record, used) = r;
+            pos += used;
+            records += 1;
+            match record {
+                Record::Accepted { push, targets } => {
+                    rec.next_id = rec.next_id.max(push.id.saturating_add(1));
+                    let ts: Vec<Uuid> = targets.iter().filter_map(|t| uuid_of(t)).collect();
+                    pending.insert(push.id, (Arc::new(push), ts));
+                }
+                Record::Delivered { id, uuid } => {
+                    if let (Some(p), Some(u)) = (pending.get_mut(&id), uuid_of(&uuid)) {
+                        p.1.retain(|t| *t != u);
+                        if p.1.is_empty() {
+                            pending.remove(&id);
+                        }
+                    }
+                }
+                Record::NextId(n) => rec.next_id = rec.next_id.max(n),
+            }
+        }
+        if pos < data.len() {
+            rec.truncated = (data.len() - pos) as u64;
+            log::warn!(
+                "{}: cutting {} bytes of torn or corrupt tail at offset {pos} (never acknowledged)",
+                path.display(),
+                rec.truncated
+            );
+            file.set_len(pos as u64)?;
+            file.sync_all()?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        rec.pending = pending.into_values().collect();
+        Ok((
+            Store {
+                path,
+                file,
+                bytes: pos as u64,
+                records,
+                appended: 0,
+                compactions: 0,
+                syncs: 0,
+            },
+            rec,
+        ))
+    }
+
+    /// Size of the log.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Records in the log.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn append(&mut self, r: &Record, sync: bool) -> io::Result<()> {
+        let bytes = encode_record(r)?;
+        self.file.write_all(&bytes)?;
+        if sync {
+            self.file.sync_data()?;
+            self.syncs += 1;
+        }
+        self.bytes += bytes.len() as u64;
+        self.records += 1;
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// Persists an accepted push; returns once it is on disk.
+    pub fn accepted(&mut self, push: &Push, targets: &[Uuid]) -> io::Result<()> {
+        let r = Record::Accepted {
+            push: push.clone(),
+            targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
+        };
+        self.append(&r, true)
+    }
+
+    /// Records a delivery (not synced; see the module docs).
+    pub fn delivered(&mut self, id: u64, uuid: &Uuid) -> io::Result<()> {
+        self.append(
+            &Record::Delivered {
+                id,
+                uuid: uuid.trimmed().to_vec(),
+            },
+            false,
+        )
+    }
+
+    /// Flushes everything to disk (shutdown).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        self.syncs += 1;
+        Ok(())
+    }
+
+    /// Whether compaction is worth it with `live` pushes outstanding.
+    pub fn should_compact(&self, live: usize) -> bool {
+        self.bytes > COMPACT_MIN_BYTES && (live as u64) * 4 < self.records
+    }
+
+    /// Rewrites the log with only `live` pushes (and the next id).
+    pub fn compact(&mut self, live: &[(Arc<Push>, Vec<Uuid>)], next_id: u64) -> io::Result<()> {
+        let tmp = self.path.with_extension("log.tmp");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut bytes = MAGIC.len() as u64;
+        f.write_all(MAGIC)?;
+        let mut records = 1u64;
+        let head = encode_record(&Record::NextId(next_id))?;
+        f.write_all(&head)?;
+        bytes += head.len() as u64;
+        for (push, targets) in live {
+            let r = encode_record(&Record::Accepted {
+                push: (**push).clone(),
+                targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
+            })?;
+            f.write_all(&r)?;
+            bytes += r.len() as u64;
+            records += 1;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.bytes = bytes;
+        self.records = records;
+        self.compactions += 1;
+        Ok(())
+    }
+}
+
+/// Parses one record at the start of `b`: the record and bytes used, or
+/// `None` for a torn or corrupt record.
+fn read_record(b: &[u8]) -> Option<(Record, usize)> {
+    let len = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = b.get(8..8 + len as usize)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let r = postcard::from_bytes(payload).ok()?;
+    Some((r, 8 + len as usize))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("edge-gw-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn push(id: u64) -> Push {
+        Push {
+            id,
+            sender: "api".into(),
+            group: String::new(),
+            body: format!("body {id}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn replay_keeps_only_undelivered() {
+        let d = tmpdir("replay");
+        let a = Uuid::from_text("a").unwrap();
+        let b = Uuid::from_text("b").unwrap();
+        {
+            let (mut s, rec) = Store::open(&d).unwrap();
+            assert_eq!(rec.next_id, 1);
+            s.accepted(&push(1), &[a, b]).unwrap();
+            s.accepted(&push(2), &[a]).unwrap();
+            s.delivered(1, &a).unwrap();
+            s.delivered(2, &a).unwrap();
+        }
+        let (_, rec) = Store::open(&d).unwrap();
+        assert_eq!(rec.next_id, 3);
+        assert_eq!(rec.pending.len(), 1);
+        assert_eq!(rec.pending[0].0.id, 1);
+        assert_eq!(rec.pending[0].1, vec![b]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn torn_tail_is_cut() {
+        let d = tmpdir("torn");
+        let a = Uuid::from_text("a").unwrap();
+        {
+            let (mut s, _) = Store::open(&d).unwrap();
+            s.accepted(&push(1), &[a]).unwrap();
+            s.accepted(&push(2), &[a]).unwrap();
+        }
+        let p = d.join("pushes.log");
+        let len = std::fs::metadata(&p).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len - 3).unwrap();
+        let (mut s, rec) = Store::open(&d).unwrap();
+        assert_eq!(rec.pending.len(), 1);
+        assert!(rec.truncated > 0);
+        // Appending after the cut works and replays.
+        s.accepted(&push(3), &[a]).unwrap();
+        drop(s);
+        let (_, rec) = Store::open(&d).unwrap();
+        let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
+        assert_eq!(ids, [1, 3]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn compaction_keeps_live_and_next_id() {
+        let d = tmpdir("compact");
+        let a = Uuid::from_text("a").unwrap();
+        let (mut s, _) = Store::open(&d).unwrap();
+        for id in 1..=100 {
+            s.accepted(&push(id), &[a]).unwrap();
+            if id != 50 {
+                s.delivered(id, &a).unwrap();
+            }
+        }
+        let before = s.bytes();
+        let live = vec![(Arc::new(push(50)), vec![a])];
+        s.compact(&live, 101).unwrap();
+        assert!(s.bytes() < before);
+        s.accepted(&push(101), &[a]).unwrap();
+        drop(s);
+        let (_, rec) = Store::open(&d).unwrap();
+        assert_eq!(rec.next_id, 102);
+        let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
+        assert_eq!(ids, [50, 101]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn foreign_file_is_refused() {
+        let d = tmpdir("foreign");
+        std::fs::write(d.join("pushes.log"), b"hello").unwrap();
+        let e = Store::open(&d).unwrap_err();
+        assert!(e.to_string().contains("bad magic"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
