@@ -1,15 +1,244 @@
-//! The agent role: runs on a router, keeps one TCP connection to a master
-//! and reports health.
+//! The agent role: runs on a router, keeps one TCP connection to a master,
+//! reports health every interval, buffers reports while disconnected, and
+//! hands pushes to a local consumer before acking them.
 //!
-//! Placeholder until issue #4 lands; only the entry point's signature is
-//! fixed, because `src/main.rs` calls it.
+//! One thread, a few tasks on a local executor: [`conn`] (the session),
+//! the report timer, the push delivery worker ([`hook`] or the [`local`]
+//! socket), and the local socket server. They share [`state`].
 
-use crate::config::AgentOptions;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// Runs the agent until it fails or is stopped.
-///
-/// Not implemented yet: logs the options and returns an error.
+use smol::LocalExecutor;
+use smol::future::FutureExt;
+
+use crate::config::{AgentOptions, WireVersion};
+use crate::keys::AgentKey;
+use crate::proto::Uuid;
+use crate::proto::frame::Compress;
+use crate::proto::v2::{self, Role};
+use crate::session::TxLimits;
+use crate::session::agent::AgentConfig;
+use crate::session::liveness::Keepalive;
+
+pub mod backoff;
+pub mod conn;
+pub mod health;
+pub mod hook;
+pub mod identity;
+pub mod inbox;
+pub mod local;
+pub mod ring;
+pub mod state;
+
+use state::Shared;
+
+/// Reports kept while disconnected (1 hour at the default 10 s interval).
+pub const RING_REPORTS: usize = 360;
+/// Bytes of reports kept while disconnected.
+pub const RING_BYTES: usize = 256 << 10;
+/// Pushes waiting for the local consumer.
+pub const INBOX_MESSAGES: usize = 64;
+/// Bytes of pushes waiting for the local consumer.
+pub const INBOX_BYTES: usize = 256 << 10;
+/// Time a `--on-push` hook may take.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default agent state directory: `$STATE_DIRECTORY` (systemd), else
+/// `/var/lib/edge-gw-agent` (on OpenWrt `/var` is RAM: nothing wears the
+/// flash).
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/edge-gw-agent"))
+}
+
+/// Runs the agent until SIGTERM/SIGINT.
 pub fn run(opts: AgentOptions) -> Result<(), String> {
-    log::info!("agent options: {opts:?}");
-    Err("the agent role is not implemented yet (issue #4)".into())
+    let key = match &opts.key_file {
+        Some(p) => Some(AgentKey::load(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let uuid_text = opts
+        .uuid
+        .clone()
+        .or_else(|| key.as_ref().and_then(|k| k.uuid.clone()))
+        .or_else(|| identity::default_uuid(std::path::Path::new("/")))
+        .ok_or("no uuid: give --uuid (no /etc/machine-id and no MAC address found)")?;
+    let uuid = Uuid::from_text(&uuid_text)
+        .ok_or_else(|| format!("uuid {uuid_text:?} does not fit the 33-byte field"))?;
+    let wire = match opts.wire {
+        WireVersion::V1 => crate::proto::Version::V1,
+        WireVersion::V2 => crate::proto::Version::V2,
+    };
+    if wire == crate::proto::Version::V2 && key.is_none() {
+        log::warn!("no --key-file: asking for a plaintext session (the master must allow it)");
+    }
+    let interval = Duration::from_secs(u64::from(opts.interval_secs.max(1)));
+    let state_dir = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    if let Err(e) = std::fs::create_dir_all(&state_dir) {
+        log::warn!("state dir {}: {e}; running without it", state_dir.display());
+    }
+    let session = AgentConfig {
+        uuid,
+        group: opts.group.clone().unwrap_or_default(),
+        role: Role::Agent,
+        psk: key.as_ref().map(|k| *k.psk.as_bytes()),
+        wire,
+        keepalive: if wire == crate::proto::Version::V1 {
+            // The legacy master closes idle connections after 120 s: its own
+            // test client beats every 15 s.
+            Keepalive {
+                interval: Duration::from_secs(15),
+                miss_limit: 4,
+            }
+        } else {
+            Keepalive::default()
+        },
+        handshake_timeout: Duration::from_secs(10),
+        report_interval: interval,
+        max_frame: crate::proto::DEFAULT_MAX_FRAME,
+        compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
+        tx: TxLimits {
+            max_frames: 64,
+            max_bytes: 256 << 10,
+        },
+        max_pending_pushes: INBOX_MESSAGES,
+        software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+    };
+    log::info!(
+        "agent {uuid} starting: master {}, wire {}, interval {} s, state dir {}",
+        opts.master,
+        opts.wire,
+        interval.as_secs(),
+        state_dir.display()
+    );
+    let shared = Shared::new(
+        ring::ReportRing::new(RING_REPORTS, RING_BYTES),
+        inbox::Inbox::new(INBOX_MESSAGES, INBOX_BYTES),
+        opts.on_push.is_some(),
+    );
+    let cfg = conn::ConnConfig {
+        master: opts.master.clone(),
+        session,
+        recent_file: Some(state_dir.join("delivered.ids")),
+    };
+    let ex = LocalExecutor::new();
+    smol::block_on(ex.run(main(&ex, cfg, shared, opts, state_dir, interval)))
+}
+
+async fn main(
+    ex: &LocalExecutor<'_>,
+    cfg: conn::ConnConfig,
+    shared: Shared,
+    opts: AgentOptions,
+    state_dir: PathBuf,
+    interval: Duration,
+) -> Result<(), String> {
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let sock = local::socket_path(&state_dir);
+    let local_task = ex.spawn(local::serve(sock.clone(), shared.clone()));
+    let reports = ex.spawn(report_timer(shared.clone(), interval));
+    let delivery = ex.spawn(deliver(shared.clone(), opts.on_push.clone()));
+    let conn_task = ex.spawn(conn::run(cfg, shared.clone(), stop_rx));
+    let signalled = stop_signal().await?;
+    log::info!("{signalled}: stopping");
+    let _ = stop_tx.send(()).await;
+    // Give the session up to 2 s to send its Close.
+    let done = async {
+        conn_task.await;
+        true
+    };
+    let limit = async {
+        smol::Timer::after(Duration::from_secs(2)).await;
+        false
+    };
+    if !done.or(limit).await {
+        log::warn!("session did not close within 2 s");
+    }
+    drop((local_task, reports, delivery));
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// Makes one report per interval and hands it to the connection task
+/// (through the ring, which holds it while disconnected).
+async fn report_timer(shared: Shared, interval: Duration) {
+    let mut reader = health::HealthReader::new(PathBuf::from("/"), vec!["/".into()]);
+    let mut seq = 0u32;
+    let mut next = Instant::now();
+    loop {
+        smol::Timer::at(next).await;
+        let now = Instant::now();
+        next += interval;
+        if next <= now {
+            // Suspended or stalled: skip the missed slots, no burst.
+            next = now + interval;
+        }
+        let mut health = reader.read();
+        let mut st = shared.state.borrow_mut();
+        health.custom = st.custom.clone();
+        let report = v2::Report {
+            seq,
+            unix_ms: st.unix_ms(now),
+            age_ms: 0,
+            dropped: st.ring.dropped,
+            health,
+        };
+        seq = seq.wrapping_add(1);
+        st.ring.push(report, now);
+        st.counters.reports_made += 1;
+        drop(st);
+        shared.poke_conn();
+    }
+}
+
+/// Delivers pushes from the inbox to the `--on-push` hook, oldest first.
+/// Without a hook, `edge-gw inbox` takes them through the local socket.
+async fn deliver(shared: Shared, hook_cmd: Option<String>) {
+    let Some(cmd) = hook_cmd else { return };
+    loop {
+        let _ = shared.wake_delivery.1.recv().await;
+        loop {
+            let Some(p) = shared.state.borrow().inbox.front().cloned() else {
+                break;
+            };
+            let r = hook::run(&cmd, &p, HOOK_TIMEOUT).await;
+            let mut st = shared.state.borrow_mut();
+            st.inbox.remove(p.id);
+            match r {
+                Ok(()) => {
+                    log::info!("push {} delivered to the hook", p.id);
+                    st.acked.push_back(p.id);
+                    st.counters.delivered += 1;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "push {}: hook failed ({e}); not acked, the master will resend it",
+                        p.id
+                    );
+                    st.refused.push_back(p.id);
+                    st.counters.hook_failures += 1;
+                }
+            }
+            drop(st);
+            shared.poke_conn();
+        }
+    }
+}
+
+/// Resolves with the name of the first SIGTERM or SIGINT.
+async fn stop_signal() -> Result<&'static str, String> {
+    use async_signal::{Signal, Signals};
+    use smol::stream::StreamExt;
+    let mut signals = Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    loop {
+        match signals.next().await {
+            Some(Ok(Signal::Int)) => return Ok("SIGINT"),
+            Some(Ok(_)) => return Ok("SIGTERM"),
+            Some(Err(e)) => log::warn!("signal stream: {e}"),
+            None => return Ok("signal stream ended"),
+        }
+    }
 }

@@ -1,0 +1,424 @@
+//! The agent's connection loop: resolve, connect, run a session, back off,
+//! again — logging each change of state once, not every retry.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use smol::future::FutureExt;
+use smol::io::AsyncWriteExt;
+use smol::{Async, Timer};
+
+use super::backoff::Backoff;
+use super::inbox::Refused;
+use super::state::Shared;
+use crate::proto::v2::{self, CloseCode};
+use crate::proto::{Version, json, v1};
+use crate::session::agent::{AgentConfig, AgentEvent, AgentSession, SendError};
+use crate::session::dedup::RecentIds;
+use crate::session::{Clock, CloseInfo};
+
+/// Connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write stalled this long ends the session.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A session that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(60);
+
+/// What the loop needs.
+pub struct ConnConfig {
+    /// `HOST:PORT` of the master, resolved on every attempt.
+    pub master: String,
+    /// Session settings.
+    pub session: AgentConfig,
+    /// Where delivered push ids are kept across restarts.
+    pub recent_file: Option<PathBuf>,
+}
+
+enum Wake {
+    Readable,
+    Poked,
+    Timer,
+    Stop,
+}
+
+/// Runs until `stop` fires; returns after closing the session cleanly.
+pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<()>) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut recent = load_recent(cfg.recent_file.as_ref());
+    let mut last_problem = String::new();
+    loop {
+        shared.state.borrow_mut().counters.connects += 1;
+        let attempt = async { Some(connect(&cfg.master).await) };
+        let stopped = async {
+            let _ = stop.recv().await;
+            None
+        };
+        let Some(result) = attempt.or(stopped).await else {
+            return;
+        };
+        match result {
+            Ok((stream, addr)) => {
+                let started = Instant::now();
+                let (info, r, established) = session(
+                    stream,
+                    &cfg,
+                    recent,
+                    &shared,
+                    &stop,
+                    &mut last_problem,
+                    addr,
+                )
+                .await;
+                recent = r;
+                shared.state.borrow_mut().connected = false;
+                if info.code == CloseCode::Normal && info.reason == STOPPED {
+                    return;
+                }
+                let problem = format!("{}: {}", info.code.name(), info.reason);
+                if established {
+                    log::warn!("disconnected from the master at {addr}: {}", info.reason);
+                } else if problem != last_problem {
+                    let hint = if info.code == CloseCode::AuthFailed {
+                        " (check --key-file and the master's keyring)"
+                    } else {
+                        ""
+                    };
+                    log::error!(
+                        "master at {addr} refused the session: {}{hint}",
+                        info.reason
+                    );
+                }
+                last_problem = problem;
+                if started.elapsed() >= STABLE {
+                    backoff.reset();
+                }
+            }
+            Err(e) => {
+                if e != last_problem {
+                    log::warn!(
+                        "cannot reach the master at {}: {e}; retrying with backoff",
+                        cfg.master
+                    );
+                    last_problem = e;
+                } else {
+                    log::debug!("still cannot reach {}", cfg.master);
+                }
+            }
+        }
+        let delay = backoff.next();
+        log::debug!("reconnecting in {delay:?} (attempt {})", backoff.attempts());
+        let sleep = async {
+            Timer::after(delay).await;
+            false
+        };
+        let stopped = async {
+            let _ = stop.recv().await;
+            true
+        };
+        if sleep.or(stopped).await {
+            return;
+        }
+    }
+}
+
+const STOPPED: &str = "agent stopping";
+
+/// Resolves (every attempt: the master's address may change) and connects
+/// to the first address that answers.
+async fn connect(master: &str) -> Result<(Async<TcpStream>, SocketAddr), String> {
+    let addrs = smol::net::resolve(master)
+        .await
+        .map_err(|e| format!("cannot resolve {master}: {e}"))?;
+    let mut last = format!("{master} resolved to no address");
+    for a in addrs {
+        let c = async { Some(Async::<TcpStream>::connect(a).await) };
+        let t = async {
+            Timer::after(CONNECT_TIMEOUT).await;
+            None
+        };
+        match c.or(t).await {
+            Some(Ok(s)) => {
+                let _ = s.get_ref().set_nodelay(true);
+                return Ok((s, a));
+            }
+            Some(Err(e)) => last = format!("{a}: {e}"),
+            None => {
+                last = format!(
+                    "{a}: connect timed out after {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    mut stream: Async<TcpStream>,
+    cfg: &ConnConfig,
+    recent: RecentIds,
+    shared: &Shared,
+    stop: &smol::channel::Receiver<()>,
+    last_problem: &mut String,
+    addr: SocketAddr,
+) -> (CloseInfo, RecentIds, bool) {
+    let mut s = AgentSession::new(cfg.session.clone(), recent, Clock::now());
+    let mut established = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(bytes) = s.poll_transmit() {
+            let w = async { stream.write_all(&bytes).await.map_err(|e| e.to_string()) };
+            let t = async {
+                Timer::after(WRITE_TIMEOUT).await;
+                Err(format!("write stalled for {} s", WRITE_TIMEOUT.as_secs()))
+            };
+            if let Err(e) = w.or(t).await {
+                s.handle_eof(&e);
+                break;
+            }
+        }
+        while let Some(e) = s.poll_event() {
+            match e {
+                AgentEvent::Connected {
+                    keepalive,
+                    master_unix_ms,
+                    master_software,
+                } => {
+                    established = true;
+                    last_problem.clear();
+                    let mut st = shared.state.borrow_mut();
+                    st.connected = true;
+                    st.counters.sessions += 1;
+                    if master_unix_ms > 0 {
+                        let since = st.start.elapsed().as_millis() as i64;
+                        st.clock_offset_ms = Some(master_unix_ms as i64 - since);
+                    }
+                    log::info!(
+                        "connected to the master at {addr} ({}{}, heartbeat {} s × {}){}",
+                        if cfg.session.wire == Version::V1 {
+                            "legacy v1"
+                        } else {
+                            "v2"
+                        },
+                        match (cfg.session.wire, cfg.session.psk.is_some()) {
+                            (Version::V2, true) => ", encrypted",
+                            (Version::V2, false) => ", plaintext",
+                            _ => "",
+                        },
+                        keepalive.interval.as_secs(),
+                        keepalive.miss_limit,
+                        if master_software.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {master_software}")
+                        }
+                    );
+                }
+                AgentEvent::Push(p) => {
+                    let id = p.id;
+                    let r = {
+                        let mut st = shared.state.borrow_mut();
+                        st.counters.pushes += 1;
+                        st.inbox.offer(p)
+                    };
+                    match r {
+                        Ok(()) => shared.poke_delivery(),
+                        Err(Refused::AlreadyQueued) => s.refuse_push(id),
+                        Err(Refused::Full(_)) => {
+                            log::warn!(
+                                "push {id}: inbox full; not acked, the master will resend it"
+                            );
+                            s.refuse_push(id);
+                        }
+                    }
+                }
+                AgentEvent::HeartbeatAck { rtt, .. } => log::trace!("heartbeat rtt {rtt:?}"),
+                AgentEvent::Event(_) | AgentEvent::LegacyData(_) => {}
+                AgentEvent::Closed(info) => {
+                    let r = s.into_recent();
+                    return (info, r, established);
+                }
+            }
+        }
+        if s.is_open() {
+            flush_acks(&mut s, shared, cfg);
+            flush_reports(&mut s, shared, cfg);
+            if s.queued_bytes() > 0 {
+                continue;
+            }
+        }
+        let deadline = s.poll_timeout();
+        let readable = async {
+            let _ = stream.readable().await;
+            Wake::Readable
+        };
+        let poked = async {
+            let _ = shared.wake_conn.1.recv().await;
+            Wake::Poked
+        };
+        let timer = async {
+            match deadline {
+                Some(t) => Timer::at(t).await,
+                None => Timer::never().await,
+            };
+            Wake::Timer
+        };
+        let stopped = async {
+            let _ = stop.recv().await;
+            Wake::Stop
+        };
+        match readable.or(poked).or(timer).or(stopped).await {
+            Wake::Readable => loop {
+                match stream.get_ref().read(&mut buf) {
+                    Ok(0) => {
+                        s.handle_eof("the master closed the connection");
+                        break;
+                    }
+                    Ok(n) => {
+                        s.handle_input(&buf[..n], Clock::now());
+                        if n < buf.len() || s.is_closed() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        s.handle_eof(&e.to_string());
+                        break;
+                    }
+                }
+            },
+            Wake::Stop => {
+                s.close(CloseCode::Normal, STOPPED);
+                while let Some(bytes) = s.poll_transmit() {
+                    let w = async { stream.write_all(&bytes).await.is_ok() };
+                    let t = async {
+                        Timer::after(Duration::from_millis(500)).await;
+                        false
+                    };
+                    if !w.or(t).await {
+                        break;
+                    }
+                }
+                let info = CloseInfo {
+                    code: CloseCode::Normal,
+                    reason: STOPPED.into(),
+                    by_peer: false,
+                    frame_error: None,
+                };
+                return (info, s.into_recent(), established);
+            }
+            Wake::Poked | Wake::Timer => {}
+        }
+        s.handle_timeout(Clock::now());
+    }
+}
+
+/// Acks pushes the local consumer took, and hands back ones it could not.
+fn flush_acks(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
+    let mut wrote = false;
+    loop {
+        let Some(id) = shared.state.borrow().acked.front().copied() else {
+            break;
+        };
+        match s.ack_push(id) {
+            Ok(()) => {
+                shared.state.borrow_mut().acked.pop_front();
+                wrote = true;
+            }
+            Err(_) => break,
+        }
+    }
+    let refused: Vec<u64> = shared.state.borrow_mut().refused.drain(..).collect();
+    for id in refused {
+        s.refuse_push(id);
+    }
+    if wrote {
+        save_recent(cfg.recent_file.as_ref(), s.recent());
+    }
+}
+
+/// Sends buffered reports, oldest first, with their age.
+fn flush_reports(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
+    loop {
+        let (report, taken) = {
+            let st = shared.state.borrow();
+            let Some(b) = st.ring.front() else { break };
+            let mut r = b.report.clone();
+            r.dropped = st.ring.dropped;
+            (r, b.taken)
+        };
+        let mut report = report;
+        report.age_ms = u32::try_from(taken.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let r = if cfg.session.wire == Version::V1 {
+            s.send_legacy_report(&legacy_body(&report))
+        } else {
+            s.send_report(&report)
+        };
+        match r {
+            Ok(()) => {
+                let mut st = shared.state.borrow_mut();
+                st.ring.pop();
+                st.counters.reports_sent += 1;
+            }
+            Err(SendError::QueueFull) | Err(SendError::NotOpen) => break,
+            Err(SendError::Encode(e)) => {
+                log::error!("report {} cannot be encoded ({e}); dropped", report.seq);
+                shared.state.borrow_mut().ring.pop();
+            }
+        }
+    }
+}
+
+/// The legacy (v1) JSON report body.
+pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
+    use json::JsonScalar as J;
+    let h = &r.health;
+    let (rx, tx) = h
+        .net
+        .iter()
+        .filter(|n| n.name != "lo")
+        .fold((0u64, 0u64), |(a, b), n| {
+            (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
+        });
+    v1::report_body(&[
+        ("seq", J::UInt(u64::from(r.seq))),
+        ("time", J::UInt(r.unix_ms / 1000)),
+        ("cpu", J::Float(f64::from(h.cpu_permille) / 10.0)),
+        ("load1", J::Float(f64::from(h.load_x100[0]) / 100.0)),
+        ("load5", J::Float(f64::from(h.load_x100[1]) / 100.0)),
+        ("load15", J::Float(f64::from(h.load_x100[2]) / 100.0)),
+        ("mem_total_kb", J::UInt(h.memory.total_kb)),
+        ("mem_available_kb", J::UInt(h.memory.available_kb)),
+        ("uptime", J::UInt(h.uptime_s)),
+        ("processes", J::UInt(u64::from(h.processes))),
+        ("rx_bytes", J::UInt(rx)),
+        ("tx_bytes", J::UInt(tx)),
+        ("dropped", J::UInt(u64::from(r.dropped))),
+    ])
+}
+
+fn load_recent(path: Option<&PathBuf>) -> RecentIds {
+    let mut r = RecentIds::new(crate::session::dedup::DEFAULT_WINDOW);
+    if let Some(p) = path
+        && let Ok(text) = std::fs::read_to_string(p)
+    {
+        for id in text.lines().filter_map(|l| l.trim().parse().ok()) {
+            r.insert(id);
+        }
+    }
+    r
+}
+
+/// Writes the delivered ids (temp file + rename: never half a file).
+fn save_recent(path: Option<&PathBuf>, r: &RecentIds) {
+    let Some(p) = path else { return };
+    let text: String = r.iter().map(|id| format!("{id}\n")).collect();
+    let tmp = p.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, p)) {
+        log::warn!("cannot save delivered push ids to {}: {e}", p.display());
+    }
+}

@@ -1,0 +1,273 @@
+//! The agent's local socket (`STATE_DIR/agent.sock`, mode 0660): how local
+//! processes add custom metrics to the next report and take pushes from
+//! the inbox. A line protocol, one request per connection:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `REPORT K=V ...` | `OK` or `ERR reason` |
+//! | `TAKE` | `MSG <id> <len> <sender> <group>` + body, or `EMPTY`; then the client sends `ACK <id>` once it has the message safe, answered `OK` |
+//! | `STATUS` | `STATUS connected=0/1 ring=N inbox=N dropped=N ...` |
+//!
+//! A push is acked to the master only after the client's `ACK`: a client
+//! that dies halfway leaves the message in the inbox.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use smol::Async;
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+
+use super::state::Shared;
+
+/// Longest request line.
+const MAX_LINE: usize = 4096;
+
+/// The socket path in a state directory.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.sock")
+}
+
+/// Serves the local socket until the task is dropped.
+pub async fn serve(path: PathBuf, shared: Shared) -> io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    let listener = Async::new(listener)?;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("local socket: accept: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // One client at a time is plenty for a router's local tools, and
+        // keeps TAKE/ACK simple; a stuck client is cut off after 10 s.
+        let one = handle(stream, &shared);
+        let limit = async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            Ok(())
+        };
+        if let Err(e) = smol::future::or(one, limit).await {
+            log::debug!("local socket client: {e}");
+        }
+    }
+}
+
+async fn read_line(r: &mut AsyncBufReader<&Async<UnixStream>>) -> io::Result<String> {
+    let mut line = Vec::new();
+    let mut limited = r.take(MAX_LINE as u64);
+    limited.read_until(b'\n', &mut line).await?;
+    if line.last() != Some(&b'\n') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "line too long or cut",
+        ));
+    }
+    Ok(String::from_utf8_lossy(&line).trim().to_string())
+}
+
+async fn handle(stream: Async<UnixStream>, shared: &Shared) -> io::Result<()> {
+    let mut reader = AsyncBufReader::new(&stream);
+    let line = read_line(&mut reader).await?;
+    let mut words = line.split_whitespace();
+    let reply = match words.next() {
+        Some("REPORT") => {
+            let kv: Vec<&str> = words.collect();
+            match shared.state.borrow_mut().set_custom(&kv) {
+                Ok(()) => "OK\n".to_string(),
+                Err(e) => format!("ERR {e}\n"),
+            }
+        }
+        Some("STATUS") => {
+            let st = shared.state.borrow();
+            let c = st.counters;
+            format!(
+                "STATUS connected={} ring={} dropped={} inbox={} refused={} reports={} sent={} pushes={} delivered={} hook_failures={} sessions={}\n",
+                u8::from(st.connected),
+                st.ring.len(),
+                st.ring.dropped,
+                st.inbox.len(),
+                st.inbox.refused,
+                c.reports_made,
+                c.reports_sent,
+                c.pushes,
+                c.delivered,
+                c.hook_failures,
+                c.sessions
+            )
+        }
+        Some("TAKE") => return take(&stream, &mut reader, shared).await,
+        _ => format!("ERR unknown request {line:?}\n"),
+    };
+    (&stream).write_all(reply.as_bytes()).await
+}
+
+async fn take(
+    stream: &Async<UnixStream>,
+    reader: &mut AsyncBufReader<&Async<UnixStream>>,
+    shared: &Shared,
+) -> io::Result<()> {
+    let msg = {
+        let st = shared.state.borrow();
+        if st.hook {
+            None
+        } else {
+            st.inbox.front().cloned()
+        }
+    };
+    if shared.state.borrow().hook {
+        return stream
+            .write_all_ref(b"ERR pushes go to the --on-push hook on this agent\n")
+            .await;
+    }
+    let Some(p) = msg else {
+        return stream.write_all_ref(b"EMPTY\n").await;
+    };
+    let head = format!(
+        "MSG {} {} {} {}\n",
+        p.id,
+        p.body.len(),
+        field(&p.sender),
+        field(&p.group)
+    );
+    stream.write_all_ref(head.as_bytes()).await?;
+    stream.write_all_ref(&p.body).await?;
+    let ack = read_line(reader).await?;
+    if ack != format!("ACK {}", p.id) {
+        return stream.write_all_ref(b"ERR expected ACK <id>\n").await;
+    }
+    {
+        let mut st = shared.state.borrow_mut();
+        if st.inbox.remove(p.id).is_some() {
+            st.acked.push_back(p.id);
+            st.counters.delivered += 1;
+        }
+    }
+    shared.poke_conn();
+    stream.write_all_ref(b"OK\n").await
+}
+
+/// A header field without spaces (`-` for empty).
+fn field(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.replace(char::is_whitespace, "_")
+    }
+}
+
+trait WriteAllRef {
+    async fn write_all_ref(&self, b: &[u8]) -> io::Result<()>;
+}
+
+impl WriteAllRef for Async<UnixStream> {
+    async fn write_all_ref(&self, b: &[u8]) -> io::Result<()> {
+        let mut s = self;
+        s.write_all(b).await
+    }
+}
+
+// ---- client side, for `edge-gw report` and `edge-gw inbox` ----
+
+fn connect(path: &Path) -> Result<UnixStream, String> {
+    let s = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach the agent at {}: {e} (is `edge-gw --agent` running with this --state-dir?)",
+            path.display()
+        )
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+    Ok(s)
+}
+
+/// Sends `REPORT K=V ...`.
+pub fn client_report(path: &Path, pairs: &[String]) -> Result<(), String> {
+    let mut s = connect(path)?;
+    writeln!(s, "REPORT {}", pairs.join(" ")).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    match line.trim() {
+        "OK" => Ok(()),
+        other => Err(other.trim_start_matches("ERR ").to_string()),
+    }
+}
+
+/// Sends `STATUS` and returns the answer line.
+pub fn client_status(path: &Path) -> Result<String, String> {
+    let mut s = connect(path)?;
+    s.write_all(b"STATUS\n").map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim().to_string())
+}
+
+/// A message taken from the inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// Push id.
+    pub id: u64,
+    /// Sender.
+    pub sender: String,
+    /// Group.
+    pub group: String,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Takes one message: calls `keep` with it, and acks it only if `keep`
+/// succeeds (e.g. the body was written to stdout). `Ok(None)`: inbox empty.
+pub fn client_take(
+    path: &Path,
+    keep: impl FnOnce(&Taken) -> io::Result<()>,
+) -> Result<Option<Taken>, String> {
+    let mut s = connect(path)?;
+    s.write_all(b"TAKE\n").map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let mut head = String::new();
+    r.read_line(&mut head).map_err(|e| e.to_string())?;
+    let w: Vec<&str> = head.split_whitespace().collect();
+    match w.as_slice() {
+        ["EMPTY"] => Ok(None),
+        ["MSG", id, len, sender, group] => {
+            let id: u64 = id.parse().map_err(|_| "bad MSG id".to_string())?;
+            let len: usize = len.parse().map_err(|_| "bad MSG length".to_string())?;
+            if len > 64 << 20 {
+                return Err("MSG length over 64 MiB".into());
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).map_err(|e| e.to_string())?;
+            let unfield = |f: &str| {
+                if f == "-" {
+                    String::new()
+                } else {
+                    f.to_string()
+                }
+            };
+            let t = Taken {
+                id,
+                sender: unfield(sender),
+                group: unfield(group),
+                body,
+            };
+            keep(&t).map_err(|e| format!("message {id} not acked: {e}"))?;
+            writeln!(s, "ACK {id}").map_err(|e| e.to_string())?;
+            let mut ok = String::new();
+            r.read_line(&mut ok).map_err(|e| e.to_string())?;
+            if ok.trim() == "OK" {
+                Ok(Some(t))
+            } else {
+                Err(format!("agent refused the ack: {}", ok.trim()))
+            }
+        }
+        _ => Err(head.trim().trim_start_matches("ERR ").to_string()),
+    }
+}
