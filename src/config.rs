@@ -139,6 +139,46 @@ pub struct MasterOptions {
     pub user: Option<String>,
 }
 
+/// Options of the API clients `edge-gw status|agents|push`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientOptions {
+    /// The master's HTTP address. Default: [`DEFAULT_HTTP`].
+    pub http: Option<String>,
+    /// The master's state directory, where `api.token` is. Default: the
+    /// master's default state directory.
+    pub state_dir: Option<PathBuf>,
+    /// The API token file. Default: `STATE_DIR/api.token`.
+    pub token_file: Option<PathBuf>,
+}
+
+/// What an API client does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// `edge-gw status`: the WorkerMan-style status table.
+    Status,
+    /// `edge-gw agents`: the agents as JSON.
+    Agents,
+    /// `edge-gw push`: send a push.
+    Push {
+        /// A uuid, `group:NAME` or `*`.
+        to: String,
+        /// The message text.
+        text: String,
+    },
+}
+
+/// What a local client of a running agent does (`edge-gw report|inbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalCommand {
+    /// Add `KEY=VALUE` metrics to the next report.
+    Report(Vec<String>),
+    /// Take one pushed message (and ack it once printed).
+    Inbox {
+        /// Wait for a message instead of exiting when the inbox is empty.
+        wait: bool,
+    },
+}
+
 /// Splits `HOST:PORT` into host and port, checking that it looks right.
 ///
 /// The host is a name, an IPv4 address or a bracketed IPv6 address

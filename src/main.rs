@@ -12,7 +12,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use edge_gw::config::{self, AgentOptions, MasterOptions, WireVersion};
+use edge_gw::config::{
+    self, AgentOptions, ClientCommand, ClientOptions, LocalCommand, MasterOptions, WireVersion,
+};
 use edge_gw::keys::{self, KeyTarget, KeygenOptions};
 use edge_gw::logger;
 use log::LevelFilter;
@@ -29,7 +31,14 @@ const EXIT_NO_ROLE: u8 = 3;
 const MASTER: u8 = 1;
 const AGENT: u8 = 2;
 const KEYGEN: u8 = 4;
-const ANY_MODE: u8 = MASTER | AGENT | KEYGEN;
+const STATUS: u8 = 8;
+const AGENTS: u8 = 16;
+const PUSH: u8 = 32;
+const REPORT: u8 = 64;
+const INBOX: u8 = 128;
+/// The API client modes.
+const CLIENT: u8 = STATUS | AGENTS | PUSH;
+const ANY_MODE: u8 = u8::MAX;
 
 /// A command-line mistake: reported with a hint, exit status 2.
 #[derive(Debug)]
@@ -63,6 +72,8 @@ enum Action {
     Master(MasterOptions),
     Agent(AgentOptions),
     Keygen(KeygenOptions),
+    Client(ClientOptions, ClientCommand),
+    Local(Option<PathBuf>, LocalCommand),
 }
 
 /// Everything seen on the command line, before it is sorted into a mode.
@@ -98,6 +109,12 @@ struct Seen {
     wire: Option<WireVersion>,
     fleet: bool,
     out: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    to: Option<String>,
+    all: bool,
+    wait: bool,
+    /// Positional words after the mode (push text, report pairs).
+    values: Vec<String>,
 }
 
 impl Seen {
@@ -127,11 +144,20 @@ impl Seen {
 
 /// How the modes in `modes` are spelled, for messages.
 fn mode_names(modes: u8) -> String {
-    let names: Vec<&str> = [(MASTER, "--master"), (AGENT, "--agent"), (KEYGEN, "keygen")]
-        .into_iter()
-        .filter(|&(bit, _)| modes & bit != 0)
-        .map(|(_, name)| name)
-        .collect();
+    let names: Vec<&str> = [
+        (MASTER, "--master"),
+        (AGENT, "--agent"),
+        (KEYGEN, "keygen"),
+        (STATUS, "status"),
+        (AGENTS, "agents"),
+        (PUSH, "push"),
+        (REPORT, "report"),
+        (INBOX, "inbox"),
+    ]
+    .into_iter()
+    .filter(|&(bit, _)| modes & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
     names.join(" or ")
 }
 
@@ -224,17 +250,50 @@ fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.set_mode(AGENT, "--agent")?;
                 s.master_addr = address(&mut p, "--agent", false)?;
             }
-            Value(v) if v == "keygen" => s.set_mode(KEYGEN, "keygen")?,
+            Value(v) if s.mode.is_none() => match v.to_str() {
+                Some("keygen") => s.set_mode(KEYGEN, "keygen")?,
+                Some("status") => s.set_mode(STATUS, "status")?,
+                Some("agents") => s.set_mode(AGENTS, "agents")?,
+                Some("push") => s.set_mode(PUSH, "push")?,
+                Some("report") => s.set_mode(REPORT, "report")?,
+                Some("inbox") => s.set_mode(INBOX, "inbox")?,
+                _ => {
+                    return Err(Usage(format!(
+                        "unknown command {:?}: use --master, --agent HOST:PORT, keygen, status, agents, push, report or inbox",
+                        v.to_string_lossy()
+                    )));
+                }
+            },
+            Value(v) => s.values.push(
+                v.into_string()
+                    .map_err(|v| Usage(format!("argument {v:?} is not valid UTF-8")))?,
+            ),
+            Long("token-file") => {
+                s.note("--token-file", CLIENT, false)?;
+                s.token_file = Some(path(&mut p, "--token-file")?);
+            }
+            Long("to") => {
+                s.note("--to", PUSH, false)?;
+                s.to = Some(nonempty(&mut p, "--to")?);
+            }
+            Long("all") => {
+                s.note("--all", PUSH, true)?;
+                s.all = true;
+            }
+            Long("wait") => {
+                s.note("--wait", INBOX, true)?;
+                s.wait = true;
+            }
             Long("listen") => {
                 s.note("--listen", MASTER, true)?;
                 s.listen.push(address(&mut p, "--listen", true)?);
             }
             Long("http") => {
-                s.note("--http", MASTER, false)?;
+                s.note("--http", MASTER | CLIENT, false)?;
                 s.http = Some(address(&mut p, "--http", true)?);
             }
             Long("state-dir") => {
-                s.note("--state-dir", MASTER | AGENT, false)?;
+                s.note("--state-dir", ANY_MODE & !KEYGEN, false)?;
                 s.state_dir = Some(path(&mut p, "--state-dir")?);
             }
             Long("config") => {
@@ -287,7 +346,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.uuid = Some(value);
             }
             Long("group") => {
-                s.note("--group", AGENT, false)?;
+                s.note("--group", AGENT | PUSH, false)?;
                 s.group = Some(nonempty(&mut p, "--group")?);
             }
             Long("interval") => {
@@ -320,7 +379,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
 }
 
 /// Checks the collected options against the mode and builds the action.
-fn finish(s: Seen) -> Result<Command, Usage> {
+fn finish(mut s: Seen) -> Result<Command, Usage> {
     let Some((mode, mode_name)) = s.mode else {
         return Err(Usage(
             "no mode given: use --master, --agent HOST:PORT or keygen".into(),
@@ -332,7 +391,50 @@ fn finish(s: Seen) -> Result<Command, Usage> {
             mode_names(modes)
         )));
     }
-    let action = if mode == MASTER {
+    if !s.values.is_empty() && mode & (PUSH | REPORT) == 0 {
+        return Err(Usage(format!(
+            "unexpected argument '{}' for {mode_name}",
+            s.values[0]
+        )));
+    }
+    let client = ClientOptions {
+        http: s.http.clone(),
+        state_dir: s.state_dir.clone(),
+        token_file: s.token_file.clone(),
+    };
+    let action = if mode == STATUS {
+        Action::Client(client, ClientCommand::Status)
+    } else if mode == AGENTS {
+        Action::Client(client, ClientCommand::Agents)
+    } else if mode == PUSH {
+        let to = match (s.to, s.group, s.all) {
+            (Some(u), None, false) => u,
+            (None, Some(g), false) => format!("group:{g}"),
+            (None, None, true) => "*".to_string(),
+            _ => {
+                return Err(Usage(
+                    "push needs exactly one of --to UUID, --group NAME or --all".into(),
+                ));
+            }
+        };
+        if s.values.len() != 1 {
+            return Err(Usage(
+                "push takes the message as one argument (quote it)".into(),
+            ));
+        }
+        let text = s.values.remove(0);
+        Action::Client(client, ClientCommand::Push { to, text })
+    } else if mode == REPORT {
+        if s.values.is_empty() {
+            return Err(Usage("report needs at least one KEY=VALUE".into()));
+        }
+        if let Some(bad) = s.values.iter().find(|v| !v.contains('=')) {
+            return Err(Usage(format!("report: {bad:?} is not KEY=VALUE")));
+        }
+        Action::Local(s.state_dir, LocalCommand::Report(s.values))
+    } else if mode == INBOX {
+        Action::Local(s.state_dir, LocalCommand::Inbox { wait: s.wait })
+    } else if mode == MASTER {
         Action::Master(MasterOptions {
             // Any --listen replaces the default rather than adding to it.
             listen: s.listen,
@@ -450,6 +552,7 @@ SYNOPSIS
             [--interval SECS] [--on-push CMD] [--state-dir DIR]
             [--wire v1|v2]
     edge-gw keygen (--uuid ID | --fleet) [--out FILE] [--keyring FILE]
+    edge-gw status | agents | push ... | report ... | inbox
     edge-gw --version | --help
 
     The global options (--log-level, -q, -v) go with any mode.
@@ -494,13 +597,27 @@ MASTER OPTIONS (edge-gw --master)
     --http ADDR
         Serve the HTTP interface on ADDR. Default: {http}.
     --state-dir DIR
-        Keep state across restarts in DIR. Default: none.
+        Fleet key, keyring, API token and push log (created on first
+        start, secrets mode 0600). Default: $STATE_DIRECTORY, else
+        /var/lib/edge-gw as root, else ~/.local/state/edge-gw.
     --config FILE
-        Read the master configuration from FILE. Default: none.
+        Read settings from a TOML file (keys as the long options, with _
+        for -; see the README for every key). Options given here win.
+        SIGHUP re-reads it and the keyring.
     --legacy-v1
-        Also accept legacy v1 (plaintext) agents. Default: off.
+        Also accept legacy v1 (plaintext, unauthenticated) agents.
+        Default: off.
+    --allow-plaintext
+        Also accept v2 agents without a key (no encryption, no
+        authentication). Default: off.
     --keyring FILE
-        The agents' pre-shared keys (see FILES). Default: none.
+        The agents' pre-shared keys (see FILES). Default: STATE_DIR/keyring.
+    --max-connections N
+        Most simultaneous connections. Default: 20000.
+    --threads N
+        Worker threads. Default: 2.
+    --user NAME
+        Drop root privileges to user NAME after binding the ports.
     --heartbeat SECS
         Seconds between heartbeats, 1 to 3600. Default: {heartbeat}.
     --miss-limit N
@@ -521,9 +638,14 @@ AGENT OPTIONS (edge-gw --agent HOST:PORT)
     --interval SECS
         Seconds between health reports, 1 to 3600. Default: {interval}.
     --on-push CMD
-        Command to run when the master pushes to this agent. Default: none.
+        Run CMD (through /bin/sh) for each pushed message, the message on
+        stdin, EDGE_GW_PUSH_ID/_SENDER/_GROUP in the environment; exit 0
+        means delivered (then acked), anything else or 30 s means the
+        master resends it later. Default: none (messages wait for
+        'edge-gw inbox').
     --state-dir DIR
-        Keep state across restarts in DIR. Default: none.
+        Local socket (agent.sock) and delivered push ids. Default:
+        $STATE_DIRECTORY, else /var/lib/edge-gw-agent.
     --wire v1|v2
         Wire protocol version. Default: v2.
 
@@ -543,6 +665,19 @@ KEYGEN OPTIONS (edge-gw keygen)
         Append the entry to keyring FILE (created with mode 0600 if
         missing) instead of printing it. Refused if ID (or, with --fleet,
         the fleet) already has a key there.
+
+CLIENT COMMANDS
+    edge-gw status [--http ADDR] [--state-dir DIR | --token-file FILE]
+        The master's status table: a global block, then one row per agent.
+    edge-gw agents [--http ADDR] [--state-dir DIR | --token-file FILE]
+        Every agent as JSON.
+    edge-gw push (--to UUID | --group NAME | --all) TEXT [--http ADDR] ...
+        Push TEXT; prints the push id once the master stored it.
+    edge-gw report KEY=VALUE... [--state-dir DIR]
+        Add custom metrics to the running agent's next report.
+    edge-gw inbox [--wait] [--state-dir DIR]
+        Take one pushed message from the running agent, print it, and
+        let the agent ack it. Exit status 4 if the inbox is empty.
 
 FILES
     Agent key file (--key-file; written by keygen)
@@ -590,6 +725,7 @@ EXIT STATUS
     1   Runtime error: the role failed, or keygen could not do its work.
     2   Usage error: unknown option, bad or missing value.
     3   The requested role is not built into this binary.
+    4   edge-gw inbox: no message waiting.
 ",
         roles = roles(),
         env = logger::ENV_VAR,
@@ -688,6 +824,32 @@ fn run_agent(_opts: AgentOptions) -> ExitCode {
     no_role("agent")
 }
 
+#[cfg(feature = "master")]
+fn run_client(opts: ClientOptions, cmd: ClientCommand) -> ExitCode {
+    outcome(edge_gw::master::client::run(&opts, &cmd))
+}
+
+#[cfg(not(feature = "master"))]
+fn run_client(_opts: ClientOptions, _cmd: ClientCommand) -> ExitCode {
+    no_role("master")
+}
+
+#[cfg(feature = "agent")]
+fn run_local(dir: Option<PathBuf>, cmd: LocalCommand) -> ExitCode {
+    match edge_gw::agent::local::run_cli(dir, &cmd) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            say(format_args!("edge-gw: {e}"));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+#[cfg(not(feature = "agent"))]
+fn run_local(_dir: Option<PathBuf>, _cmd: LocalCommand) -> ExitCode {
+    no_role("agent")
+}
+
 fn run_keygen(opts: &KeygenOptions) -> ExitCode {
     match keys::keygen(opts, &mut io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,
@@ -721,6 +883,8 @@ fn main() -> ExitCode {
                 Action::Master(opts) => run_master(opts),
                 Action::Agent(opts) => run_agent(opts),
                 Action::Keygen(opts) => run_keygen(&opts),
+                Action::Client(opts, cmd) => run_client(opts, cmd),
+                Action::Local(dir, cmd) => run_local(dir, cmd),
             }
         }
     }

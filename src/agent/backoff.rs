@@ -39,7 +39,7 @@ impl Backoff {
     }
 
     /// The next delay, with system randomness.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         self.next_with(getrandom::u32().unwrap_or(u32::MAX / 2))
     }
 
@@ -89,7 +89,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
             let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d <= Duration::from_secs(1));
             seen.insert(d.as_millis() / 100);
         }

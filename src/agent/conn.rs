@@ -107,7 +107,7 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
                 }
             }
         }
-        let delay = backoff.next();
+        let delay = backoff.next_delay();
         log::debug!("reconnecting in {delay:?} (attempt {})", backoff.attempts());
         let sleep = async {
             Timer::after(delay).await;

@@ -271,3 +271,35 @@ pub fn client_take(
         _ => Err(head.trim().trim_start_matches("ERR ").to_string()),
     }
 }
+
+/// Runs `edge-gw report` or `edge-gw inbox` against the agent using
+/// `state_dir` (default: the agent's). Returns the exit status: 0 done,
+/// 4 inbox empty.
+pub fn run_cli(
+    state_dir: Option<PathBuf>,
+    cmd: &crate::config::LocalCommand,
+) -> Result<u8, String> {
+    use crate::config::LocalCommand;
+    let path = socket_path(&state_dir.unwrap_or_else(super::default_state_dir));
+    match cmd {
+        LocalCommand::Report(pairs) => client_report(&path, pairs).map(|()| 0),
+        LocalCommand::Inbox { wait } => loop {
+            let taken = client_take(&path, |t| {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&t.body)?;
+                out.flush()
+            })?;
+            match taken {
+                Some(t) => {
+                    log::info!("took push {} from {:?}", t.id, t.sender);
+                    return Ok(0);
+                }
+                None if *wait => std::thread::sleep(Duration::from_millis(500)),
+                None => {
+                    log::warn!("inbox empty");
+                    return Ok(4);
+                }
+            }
+        },
+    }
+}
