@@ -316,7 +316,7 @@ impl Registry {
         );
     }
 
-    /// A connection's peer joined. An agent already online with the same
+    /// A connection's peer joined. A v2 agent already online with the same
     /// uuid is told to close (`replaced`): the newest session wins.
     pub fn joined(&mut self, id: ConnId, peer: &Peer, mono: Instant, unix_ms: u64) {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -333,8 +333,12 @@ impl Registry {
             .agents
             .entry(peer.uuid)
             .or_insert_with(|| Agent::new(peer.uuid));
+        // A v2 uuid is one authenticated device: its newest session wins.
+        // Legacy clients open several connections under one uuid (a push
+        // subscriber beside a reporter), so v1 never replaces.
         if let Some(old) = a.conn.take()
             && old.id != id
+            && peer.version == Version::V2
         {
             let _ = old.send(Cmd::Kick(
                 CloseCode::Replaced,
