@@ -4,11 +4,16 @@
 //! - The header's message type says which struct a body holds; a peer that
 //!   gets a type it does not know closes with [`CloseCode::Protocol`] and a
 //!   reason naming the type, never guesses.
-//! - Fields are only ever appended to a struct, never removed or reordered.
-//!   Decoders ignore trailing bytes ([`decode`] uses
+//! - Fields are only ever appended at the *end of a message body* (the
+//!   top-level struct), never removed or reordered; nested structs such as
+//!   [`Health`] or [`NetIf`] are frozen once released (postcard has no
+//!   field delimiters, so a field added inside would shift everything
+//!   after it). Decoders ignore trailing bytes ([`decode`] uses
 //!   `postcard::take_from_bytes`), so an older peer reads a newer peer's
-//!   messages. A newer peer learns the older one's [`PROTO_MINOR`] from
-//!   [`Hello`]/[`Welcome`] and sends only fields and types that minor knows.
+//!   messages. New data goes into a new trailing field of the message (for
+//!   example a `Report` extension struct). A newer peer learns the older
+//!   one's [`PROTO_MINOR`] from [`Hello`]/[`Welcome`] and sends only fields
+//!   and types that minor knows.
 //! - [`Close`] is frozen: its layout never changes, so any version can
 //!   explain why it hangs up. A frame with a wire version the receiver does
 //!   not know is answered with a plain v2 `Close` naming the versions it
