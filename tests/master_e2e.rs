@@ -363,3 +363,114 @@ fn sigterm_closes_agents_with_shutdown_and_exits_zero() {
         a.log_text().contains("master shutting down").then_some(())
     });
 }
+
+#[test]
+fn sighup_reloads_config_and_revokes_removed_keys() {
+    let dir = TempDir::new("hup");
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, "heartbeat = 1\n").unwrap();
+    let m = Master::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    // A device key for r2 in the keyring, then an agent using it.
+    let key = dir.path().join("r2.key");
+    let ok = std::process::Command::new(BIN)
+        .args(["keygen", "--uuid", "r2", "--out"])
+        .arg(&key)
+        .arg("--keyring")
+        .arg(m.state.join("keyring"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    m.proc.signal(1);
+    wait_for(T, "the keyring reload", || {
+        m.proc
+            .log_text()
+            .contains("reload: keyring has 2 keys")
+            .then_some(())
+    });
+    let state = dir.path().join("a2");
+    let addr = m.addr();
+    let _a = Proc::spawn(
+        &[
+            "--agent",
+            &addr,
+            "--key-file",
+            key.to_str().unwrap(),
+            "--interval",
+            "1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        dir.path().join("a2.log"),
+    );
+    let other = agent(&dir, "fleet-user", &m, &[]);
+    m.wait_reports("r2", 1, T);
+    m.wait_reports("fleet-user", 1, T);
+
+    // Remove r2's key and change the miss limit; SIGHUP.
+    let ring = std::fs::read_to_string(m.state.join("keyring")).unwrap();
+    let kept: String = ring
+        .lines()
+        .filter(|l| !l.starts_with("r2 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(m.state.join("keyring"), kept).unwrap();
+    std::fs::write(&cfg, "heartbeat = 1\nmiss_limit = 7\n").unwrap();
+    m.proc.signal(1);
+    let a = wait_for(T, "r2 to be closed as revoked", || {
+        m.agent("r2")
+            .filter(|a| a["last_close"]["code"] == "auth_failed")
+    });
+    assert!(
+        a["last_close"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    assert_eq!(m.get("/api/status")["settings"]["miss_limit"], 7);
+    // The fleet-key agent was not dropped by the reload.
+    let f = m.agent("fleet-user").unwrap();
+    assert_eq!(f["online"], true);
+    assert_eq!(f["counters"]["sessions"], 1);
+    drop(other);
+}
+
+#[test]
+fn user_option_drops_privileges_after_binding() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("not root: --user cannot be tested here");
+        return;
+    }
+    let dir = TempDir::new("user");
+    // The state dir must be reachable by the service user.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let m = Master::start(&dir, &["--user", "nobody"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.proc.child.id())).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    let nobody = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2).map(str::to_string))
+        .unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == nobody),
+        "{uid_line}"
+    );
+    // Still fully working: a push is persisted by the unprivileged process.
+    let _a = agent(&dir, "u1", &m, &[]);
+    m.wait_reports("u1", 1, T);
+    let id = m.push("u1", "as nobody");
+    assert!(id > 0);
+}

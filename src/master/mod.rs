@@ -225,7 +225,15 @@ impl Master {
         let mut reg = self.lock_registry();
         let revoked: Vec<Uuid> = reg
             .agents()
-            .filter(|a| a.online() && a.sealed && ring.lookup(a.uuid.trimmed()).is_none())
+            .filter(|a| {
+                // The key that authenticated the session must still be the
+                // one the keyring gives for this uuid.
+                a.online()
+                    && a.sealed
+                    && ring
+                        .lookup(a.uuid.trimmed())
+                        .is_none_or(|k| crc32fast::hash(k.as_bytes()) != a.key_id)
+            })
             .map(|a| a.uuid)
             .collect();
         for u in revoked {

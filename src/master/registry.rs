@@ -105,6 +105,8 @@ pub struct Agent {
     pub sealed: bool,
     /// Its software text.
     pub software: String,
+    /// CRC-32 of the key of the current or last sealed session.
+    pub key_id: u32,
     /// The live connection, if online.
     pub conn: Option<Arc<ConnHandle>>,
     /// When the current session joined (monotonic) and as Unix ms.
@@ -134,6 +136,7 @@ impl Agent {
             version: None,
             sealed: false,
             software: String::new(),
+            key_id: 0,
             conn: None,
             connected_since: None,
             last_seen: None,
@@ -352,6 +355,7 @@ impl Registry {
         a.version = Some(peer.version);
         a.sealed = peer.sealed;
         a.software.clone_from(&peer.software);
+        a.key_id = peer.key_id;
         a.conn = Some(handle.clone());
         a.connected_since = Some((mono, unix_ms));
         a.last_seen = Some((mono, unix_ms));
@@ -780,6 +784,7 @@ mod tests {
             sealed: true,
             minor: 0,
             software: "t".into(),
+            key_id: 0,
         }
     }
 

@@ -89,6 +89,9 @@ pub struct Peer {
     pub minor: u16,
     /// Peer's software text (v2).
     pub software: String,
+    /// CRC-32 of the pre-shared key that authenticated the session (0 for
+    /// none): lets a keyring reload tell whether the key still stands.
+    pub key_id: u32,
 }
 
 /// What a session reports to the master shell.
@@ -468,6 +471,7 @@ impl MasterSession {
                 sealed: false,
                 minor: 0,
                 software: String::new(),
+                key_id: 0,
             };
             self.peer = Some(peer.clone());
             self.state = State::Legacy(Legacy {
@@ -487,6 +491,7 @@ impl MasterSession {
             sealed: h.cipher,
             minor: 0,
             software: String::new(),
+            key_id: 0,
         });
         if h.msg_type != MsgType::Hello {
             self.state = State::Start;
@@ -542,7 +547,8 @@ impl MasterSession {
                 return self.close(CloseCode::AuthFailed, &format!("handshake failed: {e}"));
             }
         };
-        let peer = self.peer_from(uuid, &hello, true);
+        let mut peer = self.peer_from(uuid, &hello, true);
+        peer.key_id = crc32fast::hash(&psk);
         self.peer = Some(peer.clone());
         // The Welcome is a Noise message, not an AEAD frame: encode plain
         // and set the cipher flag to say "handshake".
@@ -596,6 +602,7 @@ impl MasterSession {
             sealed,
             minor: hello.minor,
             software: clip(&hello.software, v2::MAX_NAME),
+            key_id: 0,
         }
     }
 
