@@ -251,6 +251,7 @@ pub fn render(m: &Master) -> String {
         );
     }
     drop(reg);
+    process_metrics(&mut o);
     let st = m.lock_store();
     o.one(
         "edge_gw_push_log_bytes",
@@ -261,9 +262,72 @@ pub fn render(m: &Master) -> String {
     o.0
 }
 
+/// The conventional `process_*` metrics from `/proc/self`: memory per
+/// idle agent is a first-class figure (RSS / `edge_gw_connections`).
+fn process_metrics(o: &mut Out) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    if let Some(rss) = kb("VmRSS:") {
+        o.one(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the master process.",
+            rss * 1024,
+        );
+    }
+    if let Some(n) = kb("Threads:") {
+        o.one(
+            "process_threads",
+            "gauge",
+            "Threads of the master process.",
+            n,
+        );
+    }
+    if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+        o.one(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            d.count(),
+        );
+    }
+    // utime + stime, fields 14 and 15 after the parenthesised name.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    if let Some(rest) = stat.rsplit_once(')').map(|x| x.1) {
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(u), Some(s)) = (
+            f.get(11).and_then(|x| x.parse::<u64>().ok()),
+            f.get(12).and_then(|x| x.parse::<u64>().ok()),
+        ) {
+            // Linux reports in USER_HZ, 100 on every architecture we build.
+            o.one(
+                "process_cpu_seconds_total",
+                "counter",
+                "CPU time used by the master.",
+                (u + s) as f64 / 100.0,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_metrics_read_this_process() {
+        let mut o = Out(String::new());
+        process_metrics(&mut o);
+        assert!(o.0.contains("process_resident_memory_bytes "), "{}", o.0);
+        assert!(o.0.contains("process_cpu_seconds_total "));
+        assert!(o.0.contains("process_open_fds "));
+    }
 
     #[test]
     fn label_escaping() {
