@@ -331,9 +331,6 @@ async fn events(master: &Master, mut stream: Async<TcpStream>) {
                 .await;
             break;
         }
-        if master.stopping.load(Ordering::Relaxed) {
-            break;
-        }
         if !msgs.is_empty() {
             let mut out = Vec::new();
             for m in msgs {
@@ -343,6 +340,11 @@ async fn events(master: &Master, mut stream: Async<TcpStream>) {
                 break;
             }
             continue;
+        }
+        // Checked after sending what was queued, so the last `leave`
+        // events before a shutdown still reach the page.
+        if master.stopping.load(Ordering::Relaxed) {
+            break;
         }
         // Wake on an event, on shutdown, or every 15 s for a keepalive
         // comment (which also notices a client that went away).
