@@ -246,15 +246,7 @@ pub async fn accept_loop(
 ) {
     let open = Arc::new(std::sync::atomic::AtomicU32::new(0));
     loop {
-        let stop = async {
-            master.stop_event.listen().await;
-            None
-        };
-        let accept = async { Some(listener.accept().await) };
-        if master.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Some(r) = accept.or(stop).await else {
+        let Some(r) = master.accept_or_stop(&listener).await else {
             return;
         };
         let Ok((stream, _addr)) = r else {

@@ -4,10 +4,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use smol::future::FutureExt;
 use smol::{Async, Executor};
 
 use super::Master;
@@ -77,15 +75,7 @@ pub async fn accept_loop(
     let mut limiter = RateLimiter::new(master.settings().handshakes_per_ip);
     let mut error_backoff = Duration::from_millis(10);
     loop {
-        let stop = async {
-            master.stop_event.listen().await;
-            None
-        };
-        let accept = async { Some(listener.accept().await) };
-        if master.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Some(r) = accept.or(stop).await else {
+        let Some(r) = master.accept_or_stop(&listener).await else {
             return;
         };
         let (stream, addr) = match r {

@@ -215,6 +215,25 @@ impl Master {
         Ok(id)
     }
 
+    /// The next connection on `listener`, or `None` once the master stops.
+    pub async fn accept_or_stop(
+        &self,
+        listener: &Async<TcpListener>,
+    ) -> Option<std::io::Result<(Async<std::net::TcpStream>, std::net::SocketAddr)>> {
+        use smol::future::FutureExt;
+        // Listen first, then check the flag: a stop between the two still
+        // wakes the listener.
+        let stop = async {
+            self.stop_event.listen().await;
+            None
+        };
+        if self.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let accept = async { Some(listener.accept().await) };
+        accept.or(stop).await
+    }
+
     /// Re-reads the keyring (SIGHUP) and kicks agents whose key is gone.
     pub fn reload_keys(&self) -> Result<usize, String> {
         let path = self.settings().keyring.clone();
