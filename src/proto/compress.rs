@@ -28,7 +28,12 @@ pub fn deflate_if_smaller(body: &[u8], level: u8) -> Option<Vec<u8>> {
 pub fn inflate_capped(z: &[u8], max: u32) -> Result<Vec<u8>, FrameError> {
     use miniz_oxide::inflate::TINFLStatus;
     match miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(z, max as usize) {
-        Ok(v) => Ok(v),
+        Ok(mut v) => {
+            // miniz grows its output by doubling, so capacity may pass
+            // the cap (up to ~2x) while the length does not: give it back.
+            v.shrink_to_fit();
+            Ok(v)
+        }
         Err(e) => Err(match e.status {
             TINFLStatus::HasMoreOutput => FrameError::InflateTooLarge { max },
             TINFLStatus::FailedCannotMakeProgress => {

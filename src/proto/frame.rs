@@ -97,20 +97,26 @@ pub fn mark_handshake(bytes: &mut [u8]) {
 ///
 /// The cipher flag must match: a v2 session with keys accepts only sealed
 /// frames and a session without keys only plain ones
-/// ([`FrameError::CipherMismatch`]). In v1 the flag means "reply
-/// encrypted" and says nothing about the body, so it is not checked there.
+/// ([`FrameError::CipherMismatch`]); a v1 frame is never accepted where
+/// keys are given. In v1 the flag means "reply encrypted" and says nothing
+/// about the body, so it is not checked there.
 pub fn open_body(
     frame: Frame,
     open: Option<&mut CipherState>,
     max_frame: u32,
 ) -> Result<Vec<u8>, FrameError> {
     let Frame { header, mut body } = frame;
-    if header.version == Version::V2 {
-        match (header.cipher, open) {
+    match header.version {
+        Version::V2 => match (header.cipher, open) {
             (true, Some(cipher)) => cipher.open_in_place(&header.encode(), &mut body)?,
             (false, None) => {}
             _ => return Err(FrameError::CipherMismatch),
-        }
+        },
+        // A v1 frame carries no seal: on a sealed session it is a forgery
+        // (found by the decode_encrypted fuzz target: a sealed frame with
+        // its version byte set to 1 used to open unauthenticated).
+        Version::V1 if open.is_some() => return Err(FrameError::CipherMismatch),
+        Version::V1 => {}
     }
     if header.compress {
         body = inflate_capped(&body, max_frame)?;

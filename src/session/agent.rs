@@ -453,7 +453,13 @@ impl AgentSession {
 
     fn handle_frame(&mut self, frame: Frame, now: Clock) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::AwaitWelcome(hs) => self.welcome(frame, hs, now),
+            State::AwaitWelcome(hs) => {
+                // Back to a live state while the Welcome is handled, so a
+                // refusal in there closes with a reason (and a Close frame)
+                // instead of returning early on "already closed".
+                self.state = State::AwaitWelcome(None);
+                self.welcome(frame, hs, now)
+            }
             State::Open(mut transport) => {
                 let t = frame.header.msg_type;
                 let opened = if frame.header.version == Version::V2 {

@@ -400,7 +400,8 @@ impl MasterSession {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Start => self.first_frame(frame, now, keys),
             State::Confirming(mut transport, peer) => {
-                // The first sealed frame proves the agent holds the keys.
+                // The first sealed frame proves the agent holds the keys;
+                // open_body refuses anything unsealed, v1 included.
                 let t = frame.header.msg_type;
                 match open_body(frame, Some(&mut transport.recv), self.cfg.max_frame) {
                     Ok(body) => {
@@ -683,6 +684,11 @@ impl MasterSession {
                 Err(e) => {
                     let reply = v1::bad_body_reply(e.decoded());
                     let _ = self.send_legacy(MsgType::Push, &reply, h.cipher, h.compress);
+                    // A full queue has closed the session already (slow
+                    // consumer): one Closed event, never two.
+                    if self.is_closed() {
+                        return;
+                    }
                     self.finish(CloseInfo {
                         code: CloseCode::Protocol,
                         reason: format!("bad legacy push registration: {e}"),
