@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn plain_and_compressed_round_trip() {
-        let body = b"{\"cpu\":12.5,\"mem\":1024}".repeat(20);
+        let body = b"{\"cpu\":12.5,\"mem\":1024}".repeat(40);
         for c in [Compress::Never, Compress::IfSmaller(6), Compress::Always(9)] {
             let bytes = encode(&enc(Version::V1, c), &body, None).unwrap();
             let f = decode_one(&bytes);
@@ -161,7 +161,7 @@ mod tests {
     fn sealed_round_trip_and_header_bound() {
         let mut tx = CipherState::new(&[3; 32]);
         let mut rx = CipherState::new(&[3; 32]);
-        let body = vec![b'z'; 500];
+        let body = vec![b'z'; 1000];
         let bytes = encode(
             &enc(Version::V2, Compress::IfSmaller(6)),
             &body,
