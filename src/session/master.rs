@@ -219,7 +219,13 @@ impl MasterSession {
 
     /// The next event for the shell.
     pub fn poll_event(&mut self) -> Option<MasterEvent> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // An event is a few hundred bytes (a report): an idle
+            // connection must not keep a deque of them allocated.
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.

@@ -108,8 +108,9 @@ impl TxQueue {
     pub fn pop(&mut self) -> Option<Vec<u8>> {
         let f = self.frames.pop_front()?;
         self.bytes -= f.len();
-        if self.frames.is_empty() && self.frames.capacity() > 8 {
-            // An idle connection keeps no queue storage.
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            // An idle connection keeps no queue storage (thousands of idle
+            // agents: this is per-connection memory, not a hot path).
             self.frames = VecDeque::new();
         }
         Some(f)
