@@ -53,6 +53,37 @@ impl RateLimiter {
     }
 }
 
+/// Listen backlog: std's fixed 128 drops SYNs when a fleet reconnects at
+/// once (they are then retried after a second); the kernel caps this at
+/// `net.core.somaxconn`.
+pub const BACKLOG: i32 = 4096;
+
+/// Binds a listening TCP socket on `addr` (resolved; the first address
+/// that binds wins) with [`BACKLOG`] and `SO_REUSEADDR`.
+pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::other(format!("{addr} resolves to no address"));
+    for sa in addr.to_socket_addrs()? {
+        let family = if sa.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let r = rustix::net::socket(family, SocketType::STREAM, None).and_then(|fd| {
+            sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::bind(&fd, &sa)?;
+            rustix::net::listen(&fd, BACKLOG)?;
+            Ok(fd)
+        });
+        match r {
+            Ok(fd) => return Ok(TcpListener::from(fd)),
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
+}
+
 /// Raises the soft open-file limit to the hard limit: every agent is a
 /// file descriptor, and the default 1024 is far below a fleet.
 pub fn raise_fd_limit() {
@@ -118,6 +149,15 @@ pub async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_listens_and_accepts() {
+        let l = bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        let _c = std::net::TcpStream::connect(a).unwrap();
+        assert!(l.accept().is_ok());
+        assert!(bind("no-such-host.invalid:1").is_err());
+    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {

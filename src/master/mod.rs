@@ -329,9 +329,9 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     // still the only thread, then hand the sockets to the reactor.
     let mut bound = Vec::new();
     for a in &settings.listen {
-        bound.push(TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?);
+        bound.push(listener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?);
     }
-    let http_listener = TcpListener::bind(&settings.http)
+    let http_listener = listener::bind(&settings.http)
         .map_err(|e| format!("cannot listen on {} (http): {e}", settings.http))?;
     if let Some(user) = &settings.user {
         state_dir::drop_privileges(user, &settings.state_dir)?;
