@@ -204,7 +204,7 @@ pub struct Header {
 impl Header {
     /// Length of the body this header announces.
     pub fn body_len(&self) -> usize {
-        self.length as usize - HEADER_LEN
+        (self.length as usize).saturating_sub(HEADER_LEN)
     }
 
     /// Serialises the header, computing the CRC.
