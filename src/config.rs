@@ -62,8 +62,9 @@ impl fmt::Display for WireVersion {
     }
 }
 
-/// Options of `edge-gw --agent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Options of `edge-gw --agent` as given on the command line (`None`:
+/// not given; the config file, then the default applies).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentOptions {
     /// The master's address, `HOST:PORT`. Default: empty (the command line
     /// requires it).
@@ -77,29 +78,18 @@ pub struct AgentOptions {
     /// Group name reported to the master. Default: none.
     pub group: Option<String>,
     /// Seconds between health reports, within [`INTERVAL_RANGE`].
-    /// Default: [`DEFAULT_INTERVAL_SECS`] (10).
-    pub interval_secs: u32,
+    /// Default: the config file's, else [`DEFAULT_INTERVAL_SECS`] (10).
+    pub interval_secs: Option<u32>,
     /// Command run when the master pushes to this agent. Default: none.
     pub on_push: Option<String>,
-    /// Directory for state kept across restarts. Default: none.
+    /// Directory for state kept across restarts. Default: see
+    /// `agent::default_state_dir`.
     pub state_dir: Option<PathBuf>,
-    /// Wire protocol version. Default: [`WireVersion::V2`].
-    pub wire: WireVersion,
-}
-
-impl Default for AgentOptions {
-    fn default() -> AgentOptions {
-        AgentOptions {
-            master: String::new(),
-            key_file: None,
-            uuid: None,
-            group: None,
-            interval_secs: DEFAULT_INTERVAL_SECS,
-            on_push: None,
-            state_dir: None,
-            wire: WireVersion::default(),
-        }
-    }
+    /// Wire protocol version. Default: the config file's, else
+    /// [`WireVersion::V2`].
+    pub wire: Option<WireVersion>,
+    /// Agent configuration file (TOML; see `agent::settings`). Default: none.
+    pub config: Option<PathBuf>,
 }
 
 /// Options of `edge-gw --master` as given on the command line. `None` (or
@@ -213,8 +203,8 @@ mod tests {
     #[test]
     fn defaults() {
         let agent = AgentOptions::default();
-        assert_eq!(agent.interval_secs, 10);
-        assert_eq!(agent.wire, WireVersion::V2);
+        assert_eq!(agent.interval_secs, None);
+        assert_eq!(agent.wire, None);
         // Master defaults are applied by master::settings, after the
         // config file: the options only say what the command line gave.
         let master = MasterOptions::default();

@@ -297,7 +297,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.state_dir = Some(path(&mut p, "--state-dir")?);
             }
             Long("config") => {
-                s.note("--config", MASTER, false)?;
+                s.note("--config", MASTER | AGENT, false)?;
                 s.config = Some(path(&mut p, "--config")?);
             }
             Long("legacy-v1") => {
@@ -451,16 +451,16 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
             user: s.user,
         })
     } else if mode == AGENT {
-        let defaults = AgentOptions::default();
         Action::Agent(AgentOptions {
             master: s.master_addr,
             key_file: s.key_file,
             uuid: s.uuid,
             group: s.group,
-            interval_secs: s.interval.unwrap_or(defaults.interval_secs),
+            interval_secs: s.interval,
             on_push: s.on_push,
             state_dir: s.state_dir,
-            wire: s.wire.unwrap_or(defaults.wire),
+            wire: s.wire,
+            config: s.config,
         })
     } else {
         let target = match (s.uuid, s.fleet) {
@@ -648,6 +648,11 @@ AGENT OPTIONS (edge-gw --agent HOST:PORT)
         $STATE_DIRECTORY, else /var/lib/edge-gw-agent.
     --wire v1|v2
         Wire protocol version. Default: v2.
+    --config FILE
+        Read agent settings from a TOML file: the options above (interval,
+        group, key_file, uuid, on_push, state_dir, wire) plus mounts,
+        report_ring, report_ring_bytes, inbox_messages, inbox_bytes and
+        hook_timeout (see the README). Options given here win.
 
 KEYGEN OPTIONS (edge-gw keygen)
     Makes a new random key, writes the agent key file and prints the line
@@ -963,8 +968,8 @@ mod tests {
             panic!("not an agent command");
         };
         assert_eq!(opts.master, "m.example:9503");
-        assert_eq!(opts.wire, WireVersion::V1);
-        assert_eq!(opts.interval_secs, 3600);
+        assert_eq!(opts.wire, Some(WireVersion::V1));
+        assert_eq!(opts.interval_secs, Some(3600));
         assert_eq!(opts.uuid.as_deref(), Some("abc"));
     }
 

@@ -248,3 +248,40 @@ fn agent_exits_cleanly_on_sigterm() {
     );
     let _ = TcpStream::connect(m.addr());
 }
+
+#[test]
+fn agent_config_file_sets_group_mounts_and_interval() {
+    let dir = TempDir::new("agentcfg");
+    let m = Master::start(&dir, &["--heartbeat", "1"]);
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# agent settings\ngroup = \"from-file\"\ninterval = 1\nmounts = [\"/\", \"{}\"]\nkey_file = \"{}\"\n",
+            dir.path().display(),
+            m.fleet_key().display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("a");
+    let addr = m.addr();
+    let _a = Proc::spawn(
+        &[
+            "--agent",
+            &addr,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--uuid",
+            "cf-1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        dir.path().join("agent.log"),
+    );
+    let a = m.wait_reports("cf-1", 2, T);
+    assert_eq!(a["group"], "from-file");
+    let fs = a["health"]["host"]["fs"].as_array().unwrap();
+    assert_eq!(fs.len(), 2, "{fs:?}");
+    assert_eq!(fs[1]["mount"], dir.path().to_str().unwrap());
+    assert!(fs[0]["total_kb"].as_u64().unwrap() > 0);
+}

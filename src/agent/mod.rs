@@ -29,6 +29,7 @@ pub mod identity;
 pub mod inbox;
 pub mod local;
 pub mod ring;
+pub mod settings;
 pub mod state;
 
 use state::Shared;
@@ -55,11 +56,12 @@ pub fn default_state_dir() -> PathBuf {
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(opts: AgentOptions) -> Result<(), String> {
-    let key = match &opts.key_file {
+    let set = settings::AgentSettings::load(&opts)?;
+    let key = match &set.key_file {
         Some(p) => Some(AgentKey::load(p).map_err(|e| e.to_string())?),
         None => None,
     };
-    let uuid_text = opts
+    let uuid_text = set
         .uuid
         .clone()
         .or_else(|| key.as_ref().and_then(|k| k.uuid.clone()))
@@ -67,21 +69,21 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         .ok_or("no uuid: give --uuid (no /etc/machine-id and no MAC address found)")?;
     let uuid = Uuid::from_text(&uuid_text)
         .ok_or_else(|| format!("uuid {uuid_text:?} does not fit the 33-byte field"))?;
-    let wire = match opts.wire {
+    let wire = match set.wire {
         WireVersion::V1 => crate::proto::Version::V1,
         WireVersion::V2 => crate::proto::Version::V2,
     };
     if wire == crate::proto::Version::V2 && key.is_none() {
         log::warn!("no --key-file: asking for a plaintext session (the master must allow it)");
     }
-    let interval = Duration::from_secs(u64::from(opts.interval_secs.max(1)));
-    let state_dir = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    let interval = set.interval;
+    let state_dir = set.state_dir.clone();
     if let Err(e) = std::fs::create_dir_all(&state_dir) {
         log::warn!("state dir {}: {e}; running without it", state_dir.display());
     }
     let session = AgentConfig {
         uuid,
-        group: opts.group.clone().unwrap_or_default(),
+        group: set.group.clone().unwrap_or_default(),
         role: Role::Agent,
         psk: key.as_ref().map(|k| *k.psk.as_bytes()),
         wire,
@@ -103,43 +105,49 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
             max_frames: 64,
             max_bytes: 256 << 10,
         },
-        max_pending_pushes: INBOX_MESSAGES,
+        max_pending_pushes: set.inbox_messages,
         software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
     };
     log::info!(
         "agent {uuid} starting: master {}, wire {}, interval {} s, state dir {}",
-        opts.master,
-        opts.wire,
+        set.master,
+        set.wire,
         interval.as_secs(),
         state_dir.display()
     );
     let shared = Shared::new(
-        ring::ReportRing::new(RING_REPORTS, RING_BYTES),
-        inbox::Inbox::new(INBOX_MESSAGES, INBOX_BYTES),
-        opts.on_push.is_some(),
+        ring::ReportRing::new(set.report_ring, set.report_ring_bytes),
+        inbox::Inbox::new(set.inbox_messages, set.inbox_bytes),
+        set.on_push.is_some(),
     );
     let cfg = conn::ConnConfig {
-        master: opts.master.clone(),
+        master: set.master.clone(),
         session,
         recent_file: Some(state_dir.join("delivered.ids")),
     };
     let ex = LocalExecutor::new();
-    smol::block_on(ex.run(main(&ex, cfg, shared, opts, state_dir, interval)))
+    smol::block_on(ex.run(main(&ex, cfg, shared, set)))
 }
 
 async fn main(
     ex: &LocalExecutor<'_>,
     cfg: conn::ConnConfig,
     shared: Shared,
-    opts: AgentOptions,
-    state_dir: PathBuf,
-    interval: Duration,
+    set: settings::AgentSettings,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let sock = local::socket_path(&state_dir);
+    let sock = local::socket_path(&set.state_dir);
     let local_task = ex.spawn(local::serve(sock.clone(), shared.clone()));
-    let reports = ex.spawn(report_timer(shared.clone(), interval));
-    let delivery = ex.spawn(deliver(shared.clone(), opts.on_push.clone()));
+    let reports = ex.spawn(report_timer(
+        shared.clone(),
+        set.interval,
+        set.mounts.clone(),
+    ));
+    let delivery = ex.spawn(deliver(
+        shared.clone(),
+        set.on_push.clone(),
+        set.hook_timeout,
+    ));
     let conn_task = ex.spawn(conn::run(cfg, shared.clone(), stop_rx));
     let signalled = stop_signal().await?;
     log::info!("{signalled}: stopping");
@@ -163,8 +171,8 @@ async fn main(
 
 /// Makes one report per interval and hands it to the connection task
 /// (through the ring, which holds it while disconnected).
-async fn report_timer(shared: Shared, interval: Duration) {
-    let mut reader = health::HealthReader::new(PathBuf::from("/"), vec!["/".into()]);
+async fn report_timer(shared: Shared, interval: Duration, mounts: Vec<String>) {
+    let mut reader = health::HealthReader::new(PathBuf::from("/"), mounts);
     let mut seq = 0u32;
     let mut next = Instant::now();
     loop {
@@ -195,7 +203,7 @@ async fn report_timer(shared: Shared, interval: Duration) {
 
 /// Delivers pushes from the inbox to the `--on-push` hook, oldest first.
 /// Without a hook, `edge-gw inbox` takes them through the local socket.
-async fn deliver(shared: Shared, hook_cmd: Option<String>) {
+async fn deliver(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
     let Some(cmd) = hook_cmd else { return };
     loop {
         let _ = shared.wake_delivery.1.recv().await;
@@ -203,7 +211,7 @@ async fn deliver(shared: Shared, hook_cmd: Option<String>) {
             let Some(p) = shared.state.borrow().inbox.front().cloned() else {
                 break;
             };
-            let r = hook::run(&cmd, &p, HOOK_TIMEOUT).await;
+            let r = hook::run(&cmd, &p, timeout).await;
             let mut st = shared.state.borrow_mut();
             st.inbox.remove(p.id);
             match r {
