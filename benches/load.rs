@@ -29,6 +29,8 @@ mod net;
 mod procs;
 #[path = "load/report.rs"]
 mod report;
+#[path = "common/sample.rs"]
+mod sample;
 #[path = "load/scenarios.rs"]
 mod scenarios;
 #[path = "load/svg.rs"]
