@@ -6,7 +6,9 @@
 //! session at once, so an idle agent costs its session and socket only.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,31 +34,78 @@ thread_local! {
 /// starve the others on its thread.
 const READS_PER_WAKE: usize = 16;
 
+/// Traffic counters are handed to the registry with the next event or at
+/// most this late: one registry lock per frame cost more than the frame's
+/// own work at high rates (BENCHMARKS.md).
+const TRAFFIC_FLUSH: Duration = Duration::from_millis(100);
+
 enum Wake {
     Readable,
-    Command,
+    Commands(VecDeque<Cmd>),
     Timer,
+}
+
+/// The task's one timer and what it waits for.
+///
+/// The session's deadline (handshake timeout, then eviction) moves later
+/// with every frame; re-arming a reactor timer per frame was measurable.
+/// So the timer is only moved earlier, never later: when it fires early
+/// the session finds nothing due and the timer is armed again for the
+/// current deadline.
+struct Deadlines {
+    timer: Timer,
+    armed: Option<Instant>,
+    /// When the agent's outbox next has a push to resend (from the
+    /// registry, refreshed whenever pushes are sent).
+    resend: Option<Instant>,
+    /// When counted traffic must be handed to the registry.
+    traffic: Option<Instant>,
+    last_traffic_flush: Instant,
+}
+
+impl Deadlines {
+    fn new(now: Instant) -> Deadlines {
+        Deadlines {
+            timer: Timer::never(),
+            armed: None,
+            resend: None,
+            traffic: None,
+            last_traffic_flush: now,
+        }
+    }
+
+    /// Arms the timer for the earliest deadline if it would not fire by then.
+    fn arm(&mut self, session: Option<Instant>) {
+        let Some(next) = [session, self.resend, self.traffic]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        if self.armed.is_none_or(|t| next < t) {
+            self.timer.set_at(next);
+            self.armed = Some(next);
+        }
+    }
 }
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAddr, id: u64) {
     let handle = ConnHandle::new(id);
     let cfg = master.session_config();
-    let mut session = MasterSession::new(cfg, Instant::now());
+    let now = Instant::now();
+    let mut session = MasterSession::new(cfg, now);
     master.lock_registry().conn_opened(handle.clone(), addr);
     let mut stream = stream;
     let mut closed: Option<CloseInfo> = None;
     let write_timeout = master.settings().write_timeout;
+    let mut due = Deadlines::new(now);
 
     loop {
         // 1. Write what the session queued.
         while let Some(bytes) = session.poll_transmit() {
-            let write = async { stream.write_all(&bytes).await.map(|()| true) };
-            let timeout = async {
-                Timer::after(write_timeout).await;
-                Ok(false)
-            };
-            match write.or(timeout).await {
+            match write_frame(&mut stream, &bytes, write_timeout).await {
                 Ok(true) => {}
                 Ok(false) => {
                     session.close(
@@ -75,55 +124,51 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
                 }
             }
         }
-        // 2. Session events into the registry.
-        drain_events(&master, &mut session, id, &handle, &mut closed);
+        // 2. Session events (and, now and then, traffic) into the registry.
+        let now = Instant::now();
+        if session.has_events()
+            || session.is_closed()
+            || (session.has_traffic() && now >= due.last_traffic_flush + TRAFFIC_FLUSH)
+        {
+            drain_events(&master, &mut session, id, &handle, &mut closed);
+            due.last_traffic_flush = now;
+            due.traffic = None;
+        } else if session.has_traffic() && due.traffic.is_none() {
+            due.traffic = Some(due.last_traffic_flush + TRAFFIC_FLUSH);
+        }
         if session.is_closed() {
             // Flush a final Close frame if the socket still takes it.
             while let Some(bytes) = session.poll_transmit() {
-                let write = async { stream.write_all(&bytes).await.is_ok() };
-                let timeout = async {
-                    Timer::after(Duration::from_millis(200)).await;
-                    false
-                };
-                if !write.or(timeout).await {
+                let sent = write_frame(&mut stream, &bytes, Duration::from_millis(200)).await;
+                if !matches!(sent, Ok(true)) {
                     break;
                 }
             }
             break;
         }
         // 3. Wait for input, a command or a deadline.
-        let listener = handle.listen();
-        let cmds = handle.take();
-        if !cmds.is_empty() {
-            run_commands(&master, &mut session, id, cmds);
-            continue;
-        }
-        let resend = master.lock_registry().next_resend(id);
-        let deadline = [session.poll_timeout(), resend].into_iter().flatten().min();
+        due.arm(session.poll_timeout());
         let readable = async {
             let _ = stream.readable().await;
             Wake::Readable
         };
-        let command = async {
-            listener.await;
-            Wake::Command
-        };
+        let command = async { Wake::Commands(poll_fn(|cx| handle.poll_take(cx)).await) };
         let timer = async {
-            match deadline {
-                Some(t) => Timer::at(t).await,
-                None => Timer::never().await,
-            };
+            (&mut due.timer).await;
             Wake::Timer
         };
         match readable.or(command).or(timer).await {
             Wake::Readable => read_available(&master, &mut stream, &mut session),
-            Wake::Command => {}
-            Wake::Timer => {}
+            Wake::Commands(cmds) => run_commands(&master, &mut session, id, cmds, &mut due),
+            Wake::Timer => {
+                due.armed = None;
+                let now = Instant::now();
+                session.handle_timeout(now);
+                if due.resend.is_some_and(|t| t <= now) {
+                    pump_pushes(&master, &mut session, id, &mut due);
+                }
+            }
         }
-        let cmds = handle.take();
-        run_commands(&master, &mut session, id, cmds);
-        session.handle_timeout(Instant::now());
-        pump_pushes(&master, &mut session, id);
     }
     let info = closed.unwrap_or(CloseInfo {
         code: CloseCode::Normal,
@@ -141,6 +186,35 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
     let mut reg = master.lock_registry();
     reg.conn_closed(id, &info, Clock::now().unix_ms);
     master.publish(&mut reg);
+}
+
+/// Writes one frame: at once if the socket takes it all (the usual case,
+/// no timer involved), else waiting for room for at most `timeout`.
+/// `Ok(false)` means the timeout passed.
+async fn write_frame(
+    stream: &mut Async<TcpStream>,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match stream.get_ref().write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if rest.is_empty() {
+        return Ok(true);
+    }
+    let write = async { stream.write_all(rest).await.map(|()| true) };
+    let timeout = async {
+        Timer::after(timeout).await;
+        Ok(false)
+    };
+    write.or(timeout).await
 }
 
 /// Reads whatever the socket has, without blocking, into the session.
@@ -182,15 +256,16 @@ fn run_commands(
     master: &Master,
     session: &mut MasterSession,
     id: u64,
-    cmds: std::collections::VecDeque<Cmd>,
+    cmds: VecDeque<Cmd>,
+    due: &mut Deadlines,
 ) {
     for cmd in cmds {
         let r = match cmd {
             Cmd::Wake => {
-                pump_pushes(master, session, id);
+                pump_pushes(master, session, id, due);
                 Ok(())
             }
-            Cmd::Event(e) => session.send_event(&e),
+            Cmd::Event(body) => session.send_event(&body),
             Cmd::LegacyFanout(body) => session.send_legacy_fanout(&body),
             Cmd::Kick(code, reason) => {
                 session.close(code, &reason);
@@ -206,13 +281,16 @@ fn run_commands(
     }
 }
 
-/// Sends the agent's due pushes.
-fn pump_pushes(master: &Master, session: &mut MasterSession, id: u64) {
+/// Sends the agent's due pushes and notes when the next resend is due.
+/// Runs on a `Wake` from the registry (a push queued, an ack that made
+/// room, a new session) or when that resend time passes, not per frame.
+fn pump_pushes(master: &Master, session: &mut MasterSession, id: u64, due: &mut Deadlines) {
     if session.peer().is_none() {
         return;
     }
-    let due = master.lock_registry().due_pushes(id, Instant::now());
-    for p in due {
+    let (pushes, next) = master.lock_registry().due_pushes(id, Instant::now());
+    due.resend = next;
+    for p in pushes {
         if session.send_push(&p).is_err() {
             master.lock_registry().send_failed(id);
             return;
@@ -232,7 +310,7 @@ fn drain_events(
     while let Some(e) = session.poll_event() {
         events.push(e);
     }
-    if events.is_empty() && traffic.total_in() == 0 && traffic.total_out() == 0 {
+    if events.is_empty() && traffic.is_empty() {
         return;
     }
     let clock = Clock::now();

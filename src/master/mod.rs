@@ -320,6 +320,8 @@ pub enum PushError {
 pub fn run(opts: MasterOptions) -> Result<(), String> {
     let settings = Settings::load(&opts)?;
     listener::raise_fd_limit();
+    // The master compresses on a fixed set of threads all day.
+    crate::proto::compress::keep_compressor_per_thread();
     let init = state_dir::prepare(&settings)?;
     let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
     let (store, recovered) =

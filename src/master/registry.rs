@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
+use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode, Role, Scope};
-use crate::proto::{Uuid, Version};
+use crate::proto::{Uuid, Version, v1};
 use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits, Overflow};
 use crate::session::{CloseInfo, Traffic};
@@ -242,6 +243,10 @@ pub enum FleetEvent {
 pub struct Registry {
     agents: BTreeMap<Uuid, Agent>,
     conns: HashMap<ConnId, Conn>,
+    /// Connections with a v2 subscription (few: dashboards, collectors).
+    subscribers: Vec<ConnId>,
+    /// Connections registered for legacy fan-out.
+    legacy_subscribers: Vec<ConnId>,
     pushes: BTreeMap<u64, PushStatus>,
     done_pushes: VecDeque<u64>,
     /// Global counters.
@@ -261,6 +266,8 @@ impl Registry {
         Registry {
             agents: BTreeMap::new(),
             conns: HashMap::new(),
+            subscribers: Vec::new(),
+            legacy_subscribers: Vec::new(),
             pushes: BTreeMap::new(),
             done_pushes: VecDeque::new(),
             counters: Counters::default(),
@@ -398,8 +405,9 @@ impl Registry {
 
     /// A v2 report arrived; returns the event to fan out, if anyone
     /// subscribed.
-    pub fn report(&mut self, id: ConnId, report: v2::Report, mono: Instant, unix_ms: u64) {
+    pub fn report(&mut self, id: ConnId, report: Box<v2::Report>, mono: Instant, unix_ms: u64) {
         self.counters.reports += 1;
+        let has_subscribers = !self.subscribers.is_empty();
         let Some(a) = self.agent_of_mut(id) else {
             return;
         };
@@ -452,15 +460,19 @@ impl Registry {
         }
         a.history.push_back(p);
         let uuid = a.uuid;
-        let group = a.group.clone();
-        a.latest = Some(Latest::V2(Box::new(report.clone())));
-        self.events.push(FleetEvent::Health(uuid, p));
-        let event = Arc::new(v2::Event {
-            agent: uuid.trimmed().to_vec(),
-            group,
-            report,
+        // Serialised once here for every subscriber (each session only
+        // frames and seals it), straight from the report kept as latest.
+        let event = has_subscribers.then(|| {
+            (
+                a.group.clone(),
+                SharedBody::new(v2::event_body(uuid.trimmed(), &a.group, &report)),
+            )
         });
-        self.fan_out(Some(&event.group.clone()), Cmd::Event(event), id);
+        a.latest = Some(Latest::V2(report));
+        self.events.push(FleetEvent::Health(uuid, p));
+        if let Some((group, body)) = event {
+            self.fan_out(Some(&group), Cmd::Event(Arc::new(body)));
+        }
     }
 
     /// A v1 report arrived: fan it out to legacy and v2 subscribers.
@@ -482,15 +494,26 @@ impl Registry {
             let uuid = a.uuid;
             self.events.push(FleetEvent::Health(uuid, p));
         }
-        self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(body)), id);
+        if !self.legacy_subscribers.is_empty() {
+            let body = SharedBody::new(v1::fanout(&body));
+            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(body)));
+        }
     }
 
     /// Sends `cmd` to every subscriber whose scope covers `group`.
     /// Legacy fan-out goes to legacy subscribers (as the PHP master did,
     /// the reporter included if it subscribed); v2 events to v2 ones.
-    fn fan_out(&mut self, group: Option<&String>, cmd: Cmd, _from: ConnId) {
+    /// Walks the subscribers only, not every connection.
+    fn fan_out(&mut self, group: Option<&String>, cmd: Cmd) {
+        let ids = match cmd {
+            Cmd::LegacyFanout(_) => &self.legacy_subscribers,
+            _ => &self.subscribers,
+        };
         let mut slow = Vec::new();
-        for c in self.conns.values() {
+        for id in ids {
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
             let wanted = match (&cmd, &c.scope) {
                 (Cmd::LegacyFanout(_), _) => c.legacy_sub,
                 (Cmd::Event(_), Some(Scope::All)) => true,
@@ -516,15 +539,19 @@ impl Registry {
 
     /// A connection subscribed (v2).
     pub fn subscribed(&mut self, id: ConnId, scope: Scope) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.scope = Some(scope);
+        if let Some(c) = self.conns.get_mut(&id)
+            && c.scope.replace(scope).is_none()
+        {
+            self.subscribers.push(id);
         }
     }
 
     /// A v1 connection registered for pushes.
     pub fn legacy_subscribed(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.legacy_sub = true;
+        if let Some(c) = self.conns.get_mut(&id)
+            && !std::mem::replace(&mut c.legacy_sub, true)
+        {
+            self.legacy_subscribers.push(id);
         }
     }
 
@@ -570,19 +597,19 @@ impl Registry {
         done
     }
 
-    /// Pushes due for the agent on connection `id`, marked as sent.
-    pub fn due_pushes(&mut self, id: ConnId, now: Instant) -> Vec<Arc<v2::Push>> {
+    /// Pushes due for the agent on connection `id`, marked as sent, and
+    /// when the next one will be due for a resend.
+    pub fn due_pushes(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+    ) -> (Vec<Arc<v2::Push>>, Option<Instant>) {
         let limits = self.limits;
         let Some(a) = self.agent_of_mut(id) else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
-        std::iter::from_fn(|| a.outbox.next_due(now, &limits)).collect()
-    }
-
-    /// When the agent on `id` next has a push to resend.
-    pub fn next_resend(&mut self, id: ConnId) -> Option<Instant> {
-        let limits = self.limits;
-        self.agent_of_mut(id)?.outbox.next_resend(&limits)
+        let due = std::iter::from_fn(|| a.outbox.next_due(now, &limits)).collect();
+        (due, a.outbox.next_resend(&limits))
     }
 
     /// A send to a connection failed.
@@ -602,6 +629,12 @@ impl Registry {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        if conn.scope.is_some() {
+            self.subscribers.retain(|&s| s != id);
+        }
+        if conn.legacy_sub {
+            self.legacy_subscribers.retain(|&s| s != id);
+        }
         let Some(uuid) = conn.uuid else { return };
         let Some(a) = self.agents.get_mut(&uuid) else {
             return;
@@ -819,6 +852,45 @@ mod tests {
     }
 
     #[test]
+    fn reports_fan_out_to_subscribers_in_scope_only() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        let hs: Vec<_> = (1..=4).map(ConnHandle::new).collect();
+        for h in &hs {
+            r.conn_opened(h.clone(), addr());
+        }
+        r.joined(1, &peer("a", "g"), t, 0);
+        let mut sub = peer("s", "");
+        sub.role = Role::Subscriber;
+        r.joined(2, &sub, t, 0);
+        r.subscribed(2, Scope::All);
+        r.joined(3, &sub, t, 0);
+        r.subscribed(3, Scope::Group("other".into()));
+        // Connection 4 never subscribes.
+        let report = || Box::new(v2::Report::default());
+        r.report(1, report(), t, 0);
+        let got: Vec<_> = hs.iter().map(|h| h.take()).collect();
+        let want = v2::event_body(peer("a", "g").uuid.trimmed(), "g", &report());
+        match got[1].front() {
+            Some(Cmd::Event(b)) => assert_eq!(b.plain(), want),
+            other => panic!("subscriber to all got {other:?}"),
+        }
+        assert!(got[2].is_empty() && got[3].is_empty() && got[0].is_empty());
+        // A closed subscriber leaves the list.
+        let info = CloseInfo {
+            code: CloseCode::Normal,
+            reason: "x".into(),
+            by_peer: true,
+            frame_error: None,
+        };
+        r.conn_closed(2, &info, 0);
+        r.conn_closed(3, &info, 0);
+        assert!(r.subscribers.is_empty());
+        r.report(1, report(), t, 0);
+        assert_eq!(r.counters.fanout, 1);
+    }
+
+    #[test]
     fn push_to_group_queue_ack_and_status() {
         let t = Instant::now();
         let mut r = Registry::new(OutboxLimits::default(), t);
@@ -838,9 +910,10 @@ mod tests {
             body: b"hi".to_vec(),
         });
         assert!(r.enqueue(p, &targets, 0).is_empty());
-        let due = r.due_pushes(0, t);
+        let (due, resend) = r.due_pushes(0, t);
         assert_eq!(due.len(), 1);
-        assert!(r.due_pushes(0, t).is_empty(), "in flight, not due again");
+        assert_eq!(resend, Some(t + r.limits.resend_after), "resent if unacked");
+        assert!(r.due_pushes(0, t).0.is_empty(), "in flight, not due again");
         let ack = v2::PushAck {
             id: 5,
             status: v2::AckStatus::Delivered,

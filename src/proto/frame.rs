@@ -1,7 +1,10 @@
 //! Building frames and opening their bodies: compression then sealing on
 //! the way out, authentication then inflation on the way in.
 
-use super::compress::{deflate_if_smaller, inflate_capped};
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use super::compress::{deflate, deflate_if_smaller, inflate_capped};
 use super::crypto::{CipherState, TAG_LEN};
 use super::decoder::Frame;
 use super::error::FrameError;
@@ -47,9 +50,102 @@ pub fn encode(
     let compressed = match e.compress {
         Compress::Never => None,
         Compress::IfSmaller(level) => deflate_if_smaller(body, level),
-        Compress::Always(level) => Some(miniz_oxide::deflate::compress_to_vec_zlib(body, level)),
+        Compress::Always(level) => Some(deflate(body, level)),
     };
-    let plain: &[u8] = compressed.as_deref().unwrap_or(body);
+    match &compressed {
+        Some(z) => frame(e, z, true, seal),
+        None => frame(e, body, false, seal),
+    }
+}
+
+/// A body sent to many peers (fan-out): serialised once by the caller and
+/// compressed at most once, on first need, whatever the number of frames
+/// made from it. Only sealing is per peer.
+#[derive(Debug)]
+pub struct SharedBody {
+    plain: Vec<u8>,
+    /// The compressed form for the first level asked: `None` inside when
+    /// compressing would not make it smaller.
+    zipped: OnceLock<(u8, Option<Vec<u8>>)>,
+}
+
+impl SharedBody {
+    /// A body to share.
+    pub fn new(plain: Vec<u8>) -> SharedBody {
+        SharedBody {
+            plain,
+            zipped: OnceLock::new(),
+        }
+    }
+
+    /// The uncompressed body.
+    pub fn plain(&self) -> &[u8] {
+        &self.plain
+    }
+
+    /// Heap bytes held (plain and, once made, compressed).
+    pub fn heap_bytes(&self) -> usize {
+        self.plain.len()
+            + self
+                .zipped
+                .get()
+                .and_then(|z| z.1.as_ref())
+                .map_or(0, Vec::len)
+    }
+
+    /// The compressed body at `level` (`None`: `if_smaller` and it would
+    /// not be). Made once; a different level than the first one asked is
+    /// made fresh each time (all peers of one master share a level, so
+    /// this does not happen in practice).
+    fn zipped(&self, level: u8, if_smaller: bool) -> Option<Cow<'_, [u8]>> {
+        let make = |plain: &[u8]| {
+            if if_smaller {
+                deflate_if_smaller(plain, level)
+            } else {
+                Some(deflate(plain, level))
+            }
+        };
+        let (l, z) = self.zipped.get_or_init(|| (level, make(&self.plain)));
+        if *l == level {
+            match z {
+                Some(z) if if_smaller && z.len() >= self.plain.len() => None,
+                Some(z) => Some(Cow::Borrowed(z)),
+                // Stored for "if smaller": not smaller. "Always" still
+                // needs a compressed body.
+                None if if_smaller => None,
+                None => Some(Cow::Owned(deflate(&self.plain, level))),
+            }
+        } else {
+            make(&self.plain).map(Cow::Owned)
+        }
+    }
+}
+
+/// Encodes a frame from a [`SharedBody`]: the same bytes as [`encode`]
+/// with the body, without serialising or compressing it again.
+pub fn encode_shared(
+    e: &Encode,
+    body: &SharedBody,
+    seal: Option<&mut CipherState>,
+) -> Result<Vec<u8>, FrameError> {
+    let zipped = match e.compress {
+        Compress::Never => None,
+        Compress::IfSmaller(level) => body.zipped(level, true),
+        Compress::Always(level) => body.zipped(level, false),
+    };
+    match &zipped {
+        Some(z) => frame(e, z, true, seal),
+        None => frame(e, &body.plain, false, seal),
+    }
+}
+
+/// Header, body, and the tag when sealed.
+fn frame(
+    e: &Encode,
+    plain: &[u8],
+    compressed: bool,
+    seal: Option<&mut CipherState>,
+) -> Result<Vec<u8>, FrameError> {
     let tag_len = if seal.is_some() { TAG_LEN } else { 0 };
     let length = HEADER_LEN + plain.len() + tag_len;
     if length > e.max_frame as usize {
@@ -65,7 +161,7 @@ pub fn encode(
             Version::V1 => e.v1_cipher_flag,
             Version::V2 => seal.is_some(),
         },
-        compress: compressed.is_some(),
+        compress: compressed,
         // ok: length <= max_frame, a u32.
         length: length as u32,
         uuid: e.uuid,
@@ -128,6 +224,33 @@ pub fn open_body(
 mod tests {
     use super::*;
     use crate::proto::decoder::FrameDecoder;
+
+    #[test]
+    fn shared_body_frames_equal_encoded_ones() {
+        let big = b"cpu=12 mem=34 load=0.5 ".repeat(60);
+        for body in [&b"tiny"[..], &big[..]] {
+            let shared = SharedBody::new(body.to_vec());
+            // Twice each, in an order that exercises the cached form.
+            for c in [
+                Compress::IfSmaller(6),
+                Compress::Always(6),
+                Compress::Never,
+                Compress::IfSmaller(6),
+                Compress::Always(9),
+                Compress::Always(6),
+            ] {
+                for v in [Version::V1, Version::V2] {
+                    let e = enc(v, c);
+                    assert_eq!(
+                        encode_shared(&e, &shared, None).unwrap(),
+                        encode(&e, body, None).unwrap(),
+                        "{c:?} {v:?} {} bytes",
+                        body.len()
+                    );
+                }
+            }
+        }
+    }
 
     fn enc(version: Version, compress: Compress) -> Encode {
         Encode {

@@ -353,6 +353,27 @@ pub struct Event {
     pub report: Report,
 }
 
+/// The body of an [`Event`] carrying `report`, serialised from borrows:
+/// fan-out encodes it once for all subscribers without cloning the report.
+/// Byte-identical to `Message::Event(..).to_body()`.
+pub fn event_body(agent: &[u8], group: &str, report: &Report) -> Vec<u8> {
+    /// Same fields in the same order as [`Event`]: postcard has no field
+    /// names, so the encodings are equal.
+    #[derive(Serialize)]
+    struct EventRef<'a> {
+        agent: &'a [u8],
+        group: &'a str,
+        report: &'a Report,
+    }
+    // ok: as in `Message::to_body`, serialising into a Vec cannot fail.
+    postcard::to_allocvec(&EventRef {
+        agent,
+        group,
+        report,
+    })
+    .unwrap_or_default()
+}
+
 /// A decoded version 2 message of any type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -529,6 +550,17 @@ mod tests {
                 report,
             }),
         ]
+    }
+
+    #[test]
+    fn borrowed_event_body_is_the_event_encoding() {
+        let Some(Message::Event(e)) = samples().pop() else {
+            panic!("the last sample is an Event");
+        };
+        assert_eq!(
+            event_body(&e.agent, &e.group, &e.report),
+            Message::Event(e.clone()).to_body()
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
 use crate::proto::crypto::{Handshake, Transport};
-use crate::proto::frame::{Compress, Encode, encode, mark_handshake, open_body};
+use crate::proto::frame::{
+    Compress, Encode, SharedBody, encode, encode_shared, mark_handshake, open_body,
+};
 use crate::proto::v2::{self, Close, CloseCode, Message, Role, Welcome};
 use crate::proto::{Frame, FrameDecoder, FrameError, MsgType, Uuid, Version, v1};
 
@@ -94,13 +96,30 @@ pub struct Peer {
     pub key_id: u32,
 }
 
+/// How a v1 frame to a legacy peer is encoded: its flags echoed, compressed
+/// at the legacy level when it asked, as the PHP master did.
+fn legacy_encode(t: MsgType, uuid: Uuid, cipher: bool, compress: bool, max_frame: u32) -> Encode {
+    Encode {
+        version: Version::V1,
+        msg_type: t,
+        uuid,
+        compress: if compress {
+            Compress::Always(crate::proto::compress::LEGACY_LEVEL)
+        } else {
+            Compress::Never
+        },
+        v1_cipher_flag: cipher,
+        max_frame,
+    }
+}
+
 /// What a session reports to the master shell.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MasterEvent {
     /// The peer is authenticated (or, for v1/plaintext, identified).
     Joined(Peer),
-    /// A v2 health report.
-    Report(v2::Report),
+    /// A v2 health report (boxed: it is large and events are queued).
+    Report(Box<v2::Report>),
     /// A v1 report body (JSON text, inflated), to fan out as the legacy
     /// master did.
     LegacyReport(Vec<u8>),
@@ -200,6 +219,17 @@ impl MasterSession {
     /// Traffic counted since the last call (then reset).
     pub fn take_traffic(&mut self) -> Traffic {
         self.traffic.take()
+    }
+
+    /// Whether traffic was counted since the last
+    /// [`take_traffic`](Self::take_traffic).
+    pub fn has_traffic(&self) -> bool {
+        !self.traffic.is_empty()
+    }
+
+    /// Whether events wait for [`poll_event`](Self::poll_event).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Bytes waiting in the send queue.
@@ -319,14 +349,31 @@ impl MasterSession {
     }
 
     /// Sends another agent's report to a v2 subscriber.
-    pub fn send_event(&mut self, event: &v2::Event) -> Result<(), SendError> {
-        self.send_v2(&Message::Event(event.clone()))
+    pub fn send_event(&mut self, body: &SharedBody) -> Result<(), SendError> {
+        let State::Open(ref mut transport) = self.state else {
+            return Err(SendError::NotOpen);
+        };
+        let Some(peer) = &self.peer else {
+            return Err(SendError::NotOpen);
+        };
+        let e = Encode {
+            version: Version::V2,
+            msg_type: MsgType::Event,
+            uuid: peer.uuid,
+            compress: self.cfg.compress,
+            v1_cipher_flag: false,
+            max_frame: self.cfg.max_frame,
+        };
+        let bytes = encode_shared(&e, body, transport.as_deref_mut().map(|t| &mut t.send))
+            .map_err(SendError::Encode)?;
+        self.queue(bytes)
     }
 
-    /// Sends a legacy fan-out frame (type 6, the report body as a JSON
-    /// string) to a v1 connection that registered for pushes, with its own
-    /// uuid and flags, as the PHP master did.
-    pub fn send_legacy_fanout(&mut self, report_body: &[u8]) -> Result<(), SendError> {
+    /// Sends a legacy fan-out frame (type 6) to a v1 connection that
+    /// registered for pushes, with its own uuid and flags, as the PHP
+    /// master did. `body` is [`v1::fanout`] of the report body, made once
+    /// for all subscribers.
+    pub fn send_legacy_fanout(&mut self, body: &SharedBody) -> Result<(), SendError> {
         let State::Legacy(Legacy {
             subscription: Some((cipher, compress)),
             ..
@@ -334,8 +381,10 @@ impl MasterSession {
         else {
             return Err(SendError::NotOpen);
         };
-        let body = v1::fanout(report_body);
-        self.send_legacy(MsgType::Push, &body, cipher, compress)
+        let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
+        let e = legacy_encode(MsgType::Push, uuid, cipher, compress, self.cfg.max_frame);
+        let bytes = encode_shared(&e, body, None).map_err(SendError::Encode)?;
+        self.queue(bytes)
     }
 
     fn send_v2(&mut self, msg: &Message) -> Result<(), SendError> {
@@ -370,18 +419,7 @@ impl MasterSession {
         compress: bool,
     ) -> Result<(), SendError> {
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
-        let e = Encode {
-            version: Version::V1,
-            msg_type: t,
-            uuid,
-            compress: if compress {
-                Compress::Always(crate::proto::compress::LEGACY_LEVEL)
-            } else {
-                Compress::Never
-            },
-            v1_cipher_flag: cipher,
-            max_frame: self.cfg.max_frame,
-        };
+        let e = legacy_encode(t, uuid, cipher, compress, self.cfg.max_frame);
         let bytes = encode(&e, body, None).map_err(SendError::Encode)?;
         self.queue(bytes)
     }
@@ -637,7 +675,7 @@ impl MasterSession {
                 });
                 let _ = self.send_v2(&ack);
             }
-            Message::Report(r) => self.events.push_back(MasterEvent::Report(r)),
+            Message::Report(r) => self.events.push_back(MasterEvent::Report(Box::new(r))),
             Message::Subscribe(s) => self.events.push_back(MasterEvent::Subscribed(s.scope)),
             Message::PushAck(a) => self.events.push_back(MasterEvent::PushAcked(a)),
             Message::Close(c) => self.finish(CloseInfo {

@@ -182,6 +182,12 @@ impl Traffic {
         self.bytes_out = self.bytes_out.wrapping_add(frame.len() as u32);
     }
 
+    /// Whether nothing was counted (every frame has bytes, so the byte
+    /// counts say it).
+    pub fn is_empty(&self) -> bool {
+        self.bytes_in == 0 && self.bytes_out == 0
+    }
+
     /// Returns the counts and resets them.
     pub fn take(&mut self) -> Traffic {
         std::mem::take(self)

@@ -13,9 +13,9 @@ use super::liveness::Keepalive;
 use super::master::{KeyLookup, MasterConfig, MasterEvent, MasterSession};
 use super::outbox::{Outbox, OutboxLimits};
 use super::{Clock, CloseInfo};
-use crate::proto::frame::{Compress, Encode, encode};
+use crate::proto::frame::{Compress, Encode, SharedBody, encode};
 use crate::proto::v2::{self, AckStatus, CloseCode, Message, Role};
-use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
+use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version, v1};
 
 const PSK: [u8; 32] = [0x42; 32];
 
@@ -473,11 +473,49 @@ fn reports_and_subscriptions_reach_the_master() {
     n.agent.send_report(&r).unwrap();
     n.agent.subscribe(v2::Scope::All).unwrap();
     n.pump();
-    assert!(n.master_events.contains(&MasterEvent::Report(r)));
+    assert!(n.master_events.contains(&MasterEvent::Report(Box::new(r))));
     assert!(
         n.master_events
             .contains(&MasterEvent::Subscribed(v2::Scope::All))
     );
+}
+
+#[test]
+fn a_shared_event_body_reaches_sealed_subscribers_compressed_or_not() {
+    let mut big = v2::Report::default();
+    big.health.custom = (0..40)
+        .map(|i| (format!("metric-{i}"), "the same value again".into()))
+        .collect();
+    for (compress, report) in [
+        (Compress::Never, v2::Report::default()),
+        (Compress::IfSmaller(6), v2::Report::default()),
+        (Compress::IfSmaller(6), big),
+    ] {
+        let body = SharedBody::new(v2::event_body(b"other", "g", &report));
+        // Two subscribers, each with its own keys, from one body.
+        for _ in 0..2 {
+            let mut n = Net::new(
+                agent_cfg(),
+                MasterConfig {
+                    compress,
+                    ..master_cfg()
+                },
+            );
+            n.pump();
+            n.master.send_event(&body).unwrap();
+            n.pump();
+            let want = v2::Event {
+                agent: b"other".to_vec(),
+                group: "g".into(),
+                report: report.clone(),
+            };
+            assert!(
+                n.agent_events.contains(&AgentEvent::Event(want)),
+                "{compress:?}: {:?}",
+                n.agent_events
+            );
+        }
+    }
 }
 
 #[test]
@@ -666,7 +704,8 @@ fn legacy_subscribe_and_fanout() {
         })
         .unwrap();
     assert_eq!(body, report);
-    sub.send_legacy_fanout(&body).unwrap();
+    sub.send_legacy_fanout(&SharedBody::new(v1::fanout(&body)))
+        .unwrap();
     let f = sub.poll_transmit().unwrap();
     assert_eq!(&f[..4], &[1, 6, 0, 0]);
     assert_eq!(
