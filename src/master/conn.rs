@@ -96,18 +96,19 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
     let cfg = master.session_config();
     let now = Instant::now();
     let mut session = MasterSession::new(cfg, now);
-    master.lock_registry().conn_opened(handle.clone(), addr);
+    master.lock_registry().conn_opened(handle.clone());
     let mut stream = stream;
-    let mut closed: Option<CloseInfo> = None;
-    let write_timeout = master.settings().write_timeout;
+    // Boxed: only set at the end, and the task's size is per connection.
+    let mut closed: Option<Box<CloseInfo>> = None;
     let mut due = Deadlines::new(now);
 
     loop {
         // 1. Write what the session queued.
         while let Some(bytes) = session.poll_transmit() {
-            match write_frame(&mut stream, &bytes, write_timeout).await {
+            match write_frame(&master, &mut stream, &bytes, None).await {
                 Ok(true) => {}
                 Ok(false) => {
+                    let write_timeout = master.settings().write_timeout;
                     session.close(
                         CloseCode::SlowConsumer,
                         &format!(
@@ -130,7 +131,7 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
             || session.is_closed()
             || (session.has_traffic() && now >= due.last_traffic_flush + TRAFFIC_FLUSH)
         {
-            drain_events(&master, &mut session, id, &handle, &mut closed);
+            drain_events(&master, &mut session, id, addr, &handle, &mut closed);
             due.last_traffic_flush = now;
             due.traffic = None;
         } else if session.has_traffic() && due.traffic.is_none() {
@@ -139,7 +140,13 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
         if session.is_closed() {
             // Flush a final Close frame if the socket still takes it.
             while let Some(bytes) = session.poll_transmit() {
-                let sent = write_frame(&mut stream, &bytes, Duration::from_millis(200)).await;
+                let sent = write_frame(
+                    &master,
+                    &mut stream,
+                    &bytes,
+                    Some(Duration::from_millis(200)),
+                )
+                .await;
                 if !matches!(sent, Ok(true)) {
                     break;
                 }
@@ -170,7 +177,7 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
             }
         }
     }
-    let info = closed.unwrap_or(CloseInfo {
+    let info = closed.map(|c| *c).unwrap_or(CloseInfo {
         code: CloseCode::Normal,
         reason: "closed".into(),
         by_peer: false,
@@ -189,12 +196,13 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
 }
 
 /// Writes one frame: at once if the socket takes it all (the usual case,
-/// no timer involved), else waiting for room for at most `timeout`.
-/// `Ok(false)` means the timeout passed.
+/// no timer involved), else waiting for room for at most `timeout` (the
+/// master's write timeout if `None`). `Ok(false)` means the timeout passed.
 async fn write_frame(
+    master: &Master,
     stream: &mut Async<TcpStream>,
     bytes: &[u8],
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> io::Result<bool> {
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -209,6 +217,7 @@ async fn write_frame(
     if rest.is_empty() {
         return Ok(true);
     }
+    let timeout = timeout.unwrap_or_else(|| master.settings().write_timeout);
     let write = async { stream.write_all(rest).await.map(|()| true) };
     let timeout = async {
         Timer::after(timeout).await;
@@ -302,8 +311,9 @@ fn drain_events(
     master: &Master,
     session: &mut MasterSession,
     id: u64,
+    addr: SocketAddr,
     handle: &Arc<ConnHandle>,
-    closed: &mut Option<CloseInfo>,
+    closed: &mut Option<Box<CloseInfo>>,
 ) {
     let traffic = session.take_traffic();
     let mut events = Vec::new();
@@ -332,7 +342,7 @@ fn drain_events(
                         if peer.sealed { "sealed" } else { "plaintext" },
                         peer.group
                     );
-                    reg.joined(id, &peer, clock.mono, clock.unix_ms);
+                    reg.joined(id, &peer, addr, clock.mono, clock.unix_ms);
                     wake = true;
                 }
                 MasterEvent::Report(r) => reg.report(id, r, clock.mono, clock.unix_ms),
@@ -347,7 +357,7 @@ fn drain_events(
                         delivered.push((ack.id, uuid));
                     }
                 }
-                MasterEvent::Closed(info) => *closed = Some(info),
+                MasterEvent::Closed(info) => *closed = Some(Box::new(info)),
             }
         }
         reg.traffic(id, &traffic, clock.mono, clock.unix_ms);

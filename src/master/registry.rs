@@ -123,7 +123,7 @@ pub struct Agent {
     /// Pushes awaiting its ack.
     pub outbox: Outbox,
     /// How its last session ended.
-    pub last_close: Option<LastClose>,
+    pub last_close: Option<Box<LastClose>>,
     /// Previous network totals, for rates: (monotonic, rx, tx).
     prev_net: Option<(Instant, u64, u64)>,
 }
@@ -160,12 +160,8 @@ impl Agent {
 #[derive(Debug)]
 struct Conn {
     handle: Arc<ConnHandle>,
-    addr: SocketAddr,
     uuid: Option<Uuid>,
     role: Option<Role>,
-    /// v2 subscription scope, or `None` with `legacy_sub` for v1.
-    scope: Option<Scope>,
-    legacy_sub: bool,
 }
 
 /// Delivery state of one push for one agent.
@@ -241,10 +237,13 @@ pub enum FleetEvent {
 /// The fleet.
 #[derive(Debug)]
 pub struct Registry {
-    agents: BTreeMap<Uuid, Agent>,
+    /// Boxed: a map node then holds a key and a pointer per agent, not a
+    /// ~450-byte `Agent` in half-empty node slots (idle memory per agent).
+    agents: BTreeMap<Uuid, Box<Agent>>,
     conns: HashMap<ConnId, Conn>,
-    /// Connections with a v2 subscription (few: dashboards, collectors).
-    subscribers: Vec<ConnId>,
+    /// Connections with a v2 subscription and its scope (few: dashboards,
+    /// collectors; kept apart so a connection entry stays small).
+    subscribers: Vec<(ConnId, Scope)>,
     /// Connections registered for legacy fan-out.
     legacy_subscribers: Vec<ConnId>,
     pushes: BTreeMap<u64, PushStatus>,
@@ -287,12 +286,12 @@ impl Registry {
 
     /// All agents, by uuid.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.agents.values()
+        self.agents.values().map(|a| &**a)
     }
 
     /// One agent.
     pub fn agent(&self, uuid: &Uuid) -> Option<&Agent> {
-        self.agents.get(uuid)
+        self.agents.get(uuid).map(|a| &**a)
     }
 
     /// Number of agents online.
@@ -311,24 +310,28 @@ impl Registry {
     }
 
     /// A connection was accepted.
-    pub fn conn_opened(&mut self, handle: Arc<ConnHandle>, addr: SocketAddr) {
+    pub fn conn_opened(&mut self, handle: Arc<ConnHandle>) {
         self.counters.accepted += 1;
         self.conns.insert(
             handle.id,
             Conn {
                 handle,
-                addr,
                 uuid: None,
                 role: None,
-                scope: None,
-                legacy_sub: false,
             },
         );
     }
 
     /// A connection's peer joined. A v2 agent already online with the same
     /// uuid is told to close (`replaced`): the newest session wins.
-    pub fn joined(&mut self, id: ConnId, peer: &Peer, mono: Instant, unix_ms: u64) {
+    pub fn joined(
+        &mut self,
+        id: ConnId,
+        peer: &Peer,
+        addr: SocketAddr,
+        mono: Instant,
+        unix_ms: u64,
+    ) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -338,11 +341,10 @@ impl Registry {
             return;
         }
         let handle = conn.handle.clone();
-        let addr = conn.addr;
         let a = self
             .agents
             .entry(peer.uuid)
-            .or_insert_with(|| Agent::new(peer.uuid));
+            .or_insert_with(|| Box::new(Agent::new(peer.uuid)));
         // A v2 uuid is one authenticated device: its newest session wins.
         // Legacy clients open several connections under one uuid (a push
         // subscriber beside a reporter), so v1 never replaces.
@@ -505,28 +507,28 @@ impl Registry {
     /// the reporter included if it subscribed); v2 events to v2 ones.
     /// Walks the subscribers only, not every connection.
     fn fan_out(&mut self, group: Option<&String>, cmd: Cmd) {
-        let ids = match cmd {
-            Cmd::LegacyFanout(_) => &self.legacy_subscribers,
-            _ => &self.subscribers,
-        };
         let mut slow = Vec::new();
-        for id in ids {
-            let Some(c) = self.conns.get(id) else {
-                continue;
-            };
-            let wanted = match (&cmd, &c.scope) {
-                (Cmd::LegacyFanout(_), _) => c.legacy_sub,
-                (Cmd::Event(_), Some(Scope::All)) => true,
-                (Cmd::Event(_), Some(Scope::Group(g))) => group == Some(g),
-                _ => false,
-            };
-            if !wanted {
-                continue;
-            }
+        let mut send = |conns: &HashMap<ConnId, Conn>, id: &ConnId| {
+            let Some(c) = conns.get(id) else { return };
             self.counters.fanout += 1;
             if c.handle.send(cmd.clone()).is_err() {
                 self.counters.fanout_dropped += 1;
                 slow.push(c.handle.clone());
+            }
+        };
+        if matches!(cmd, Cmd::LegacyFanout(_)) {
+            for id in &self.legacy_subscribers {
+                send(&self.conns, id);
+            }
+        } else {
+            for (id, scope) in &self.subscribers {
+                let wanted = match scope {
+                    Scope::All => true,
+                    Scope::Group(g) => group == Some(g),
+                };
+                if wanted {
+                    send(&self.conns, id);
+                }
             }
         }
         for h in slow {
@@ -537,20 +539,20 @@ impl Registry {
         }
     }
 
-    /// A connection subscribed (v2).
+    /// A connection subscribed (v2); a new subscription replaces the old.
     pub fn subscribed(&mut self, id: ConnId, scope: Scope) {
-        if let Some(c) = self.conns.get_mut(&id)
-            && c.scope.replace(scope).is_none()
-        {
-            self.subscribers.push(id);
+        if !self.conns.contains_key(&id) {
+            return;
+        }
+        match self.subscribers.iter_mut().find(|(s, _)| *s == id) {
+            Some(entry) => entry.1 = scope,
+            None => self.subscribers.push((id, scope)),
         }
     }
 
     /// A v1 connection registered for pushes.
     pub fn legacy_subscribed(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(&id)
-            && !std::mem::replace(&mut c.legacy_sub, true)
-        {
+        if self.conns.contains_key(&id) && !self.legacy_subscribers.contains(&id) {
             self.legacy_subscribers.push(id);
         }
     }
@@ -629,12 +631,9 @@ impl Registry {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
-        if conn.scope.is_some() {
-            self.subscribers.retain(|&s| s != id);
-        }
-        if conn.legacy_sub {
-            self.legacy_subscribers.retain(|&s| s != id);
-        }
+        // Both lists are short (subscribers, not agents).
+        self.subscribers.retain(|&(s, _)| s != id);
+        self.legacy_subscribers.retain(|&s| s != id);
         let Some(uuid) = conn.uuid else { return };
         let Some(a) = self.agents.get_mut(&uuid) else {
             return;
@@ -648,11 +647,11 @@ impl Registry {
         if a.conn.as_ref().is_some_and(|c| c.id == id) {
             a.conn = None;
             a.outbox.disconnected();
-            a.last_close = Some(LastClose {
+            a.last_close = Some(Box::new(LastClose {
                 code: info.code.name(),
                 reason: info.reason.clone(),
                 unix_ms,
-            });
+            }));
             self.events.push(FleetEvent::Leave(
                 uuid,
                 info.code.name(),
@@ -693,7 +692,9 @@ impl Registry {
     /// Makes sure an agent entry exists (for pushes to a uuid that has a
     /// key but has not connected yet, and for recovered pushes).
     pub fn ensure_agent(&mut self, uuid: Uuid) {
-        self.agents.entry(uuid).or_insert_with(|| Agent::new(uuid));
+        self.agents
+            .entry(uuid)
+            .or_insert_with(|| Box::new(Agent::new(uuid)));
     }
 
     /// Agents a push address names: a uuid, `group:NAME` or `*`.
@@ -749,7 +750,10 @@ impl Registry {
         let mut status = Vec::with_capacity(targets.len());
         for u in targets {
             let limits = self.limits;
-            let a = self.agents.entry(*u).or_insert_with(|| Agent::new(*u));
+            let a = self
+                .agents
+                .entry(*u)
+                .or_insert_with(|| Box::new(Agent::new(*u)));
             match a.outbox.enqueue(push.clone(), &limits) {
                 Ok(()) => {
                     status.push((*u, Delivery::Queued));
@@ -831,10 +835,10 @@ mod tests {
         let mut r = Registry::new(OutboxLimits::default(), t);
         let h1 = ConnHandle::new(1);
         let h2 = ConnHandle::new(2);
-        r.conn_opened(h1.clone(), addr());
-        r.conn_opened(h2.clone(), addr());
-        r.joined(1, &peer("a", "g"), t, 0);
-        r.joined(2, &peer("a", "g"), t, 0);
+        r.conn_opened(h1.clone());
+        r.conn_opened(h2.clone());
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        r.joined(2, &peer("a", "g"), addr(), t, 0);
         assert!(matches!(
             h1.take().pop_front(),
             Some(Cmd::Kick(CloseCode::Replaced, _))
@@ -857,14 +861,14 @@ mod tests {
         let mut r = Registry::new(OutboxLimits::default(), t);
         let hs: Vec<_> = (1..=4).map(ConnHandle::new).collect();
         for h in &hs {
-            r.conn_opened(h.clone(), addr());
+            r.conn_opened(h.clone());
         }
-        r.joined(1, &peer("a", "g"), t, 0);
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
         let mut sub = peer("s", "");
         sub.role = Role::Subscriber;
-        r.joined(2, &sub, t, 0);
+        r.joined(2, &sub, addr(), t, 0);
         r.subscribed(2, Scope::All);
-        r.joined(3, &sub, t, 0);
+        r.joined(3, &sub, addr(), t, 0);
         r.subscribed(3, Scope::Group("other".into()));
         // Connection 4 never subscribes.
         let report = || Box::new(v2::Report::default());
@@ -896,8 +900,8 @@ mod tests {
         let mut r = Registry::new(OutboxLimits::default(), t);
         for (i, (n, g)) in [("a", "x"), ("b", "x"), ("c", "y")].iter().enumerate() {
             let h = ConnHandle::new(i as u64);
-            r.conn_opened(h, addr());
-            r.joined(i as u64, &peer(n, g), t, 0);
+            r.conn_opened(h);
+            r.joined(i as u64, &peer(n, g), addr(), t, 0);
         }
         let targets = r.resolve("group:x");
         assert_eq!(targets.len(), 2);

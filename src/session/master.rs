@@ -152,7 +152,7 @@ enum State {
     /// Nothing received yet.
     Start,
     /// Sealed handshake done; waiting for the agent's first sealed frame.
-    Confirming(Box<Transport>, Peer),
+    Confirming(Box<Transport>, Box<Peer>),
     /// A v2 session (sealed or plaintext).
     Open(Option<Box<Transport>>),
     /// A legacy v1 connection.
@@ -179,7 +179,9 @@ pub struct MasterSession {
     live: Liveness,
     tx: TxQueue,
     events: VecDeque<MasterEvent>,
-    traffic: Traffic,
+    /// Boxed and only while counts wait to be taken: an idle connection
+    /// holds no counters.
+    traffic: Option<Box<Traffic>>,
 }
 
 impl MasterSession {
@@ -194,7 +196,7 @@ impl MasterSession {
             live: Liveness::new(now),
             tx: TxQueue::default(),
             events: VecDeque::new(),
-            traffic: Traffic::default(),
+            traffic: None,
         }
     }
 
@@ -218,13 +220,13 @@ impl MasterSession {
 
     /// Traffic counted since the last call (then reset).
     pub fn take_traffic(&mut self) -> Traffic {
-        self.traffic.take()
+        self.traffic.take().map(|t| *t).unwrap_or_default()
     }
 
     /// Whether traffic was counted since the last
     /// [`take_traffic`](Self::take_traffic).
     pub fn has_traffic(&self) -> bool {
-        !self.traffic.is_empty()
+        self.traffic.is_some()
     }
 
     /// Whether events wait for [`poll_event`](Self::poll_event).
@@ -308,6 +310,7 @@ impl MasterSession {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
                     self.traffic
+                        .get_or_insert_with(Box::default)
                         .count_in(frame.header.msg_type.as_u8(), frame.header.length as usize);
                     self.handle_frame(frame, now, keys);
                 }
@@ -425,7 +428,9 @@ impl MasterSession {
     }
 
     fn queue(&mut self, bytes: Vec<u8>) -> Result<(), SendError> {
-        self.traffic.count_out(&bytes);
+        self.traffic
+            .get_or_insert_with(Box::default)
+            .count_out(&bytes);
         match self.tx.push(bytes, &self.cfg.tx) {
             Ok(()) => Ok(()),
             Err(_) => {
@@ -450,9 +455,9 @@ impl MasterSession {
                 match open_body(frame, Some(&mut transport.recv), self.cfg.max_frame) {
                     Ok(body) => {
                         self.live.heard(now.mono);
-                        self.peer = Some(peer.clone());
+                        self.peer = Some((*peer).clone());
                         self.state = State::Open(Some(transport));
-                        self.events.push_back(MasterEvent::Joined(peer));
+                        self.events.push_back(MasterEvent::Joined(*peer));
                         self.v2_message(t, &body, now);
                     }
                     Err(e) => {
@@ -608,7 +613,7 @@ impl MasterSession {
         match encode(&e, &msg2, None) {
             Ok(mut bytes) => {
                 mark_handshake(&mut bytes);
-                self.state = State::Confirming(Box::new(transport), peer);
+                self.state = State::Confirming(Box::new(transport), Box::new(peer));
                 let _ = self.queue(bytes);
             }
             Err(e) => self.bad_frame(e),
