@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use edge_gw::proto::compress::{DEFAULT_LEVEL, LEGACY_LEVEL};
 use edge_gw::proto::crypto::CipherState;
 use edge_gw::proto::frame::{Compress, Encode, encode, open_body};
-use edge_gw::proto::v2::Message;
+use edge_gw::proto::v2::{Heartbeat, Message};
 use edge_gw::proto::{DEFAULT_MAX_FRAME, FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -142,6 +142,9 @@ fn cases() -> Vec<Case> {
     let report = Body::V2(Box::new(typical_report()));
     let v1_report = Body::Raw(MsgType::Report, V1_REPORT.to_vec());
     let heartbeat = Body::Raw(MsgType::Heartbeat, Vec::new());
+    // The commonest frame of a fleet: a 5-byte heartbeat, where the AEAD's
+    // fixed cost (Poly1305 key, header as associated data) is everything.
+    let v2_heartbeat = Body::V2(Box::new(Message::Heartbeat(Heartbeat { seq: 1 << 20 })));
     let zlib = Compress::Always(DEFAULT_LEVEL);
     let mut out = Vec::new();
     for (name, version, body, compress, sealed) in [
@@ -161,6 +164,20 @@ fn cases() -> Vec<Case> {
             true,
         ),
         ("v2 report sealed+zlib", Version::V2, &report, zlib, true),
+        (
+            "v2 heartbeat plain",
+            Version::V2,
+            &v2_heartbeat,
+            Compress::Never,
+            false,
+        ),
+        (
+            "v2 heartbeat sealed",
+            Version::V2,
+            &v2_heartbeat,
+            Compress::Never,
+            true,
+        ),
         (
             "v1 heartbeat (45 B)",
             Version::V1,
