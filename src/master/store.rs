@@ -9,11 +9,17 @@
 //! was never acknowledged, because acknowledgement waits for the fsync.
 //!
 //! # Fsync policy
-//! - `Accepted`: written and `fdatasync`ed *before* the API answers 202.
+//! - `Accepted`: written and `fdatasync`ed *before* the API answers 202
+//!   and before the push is queued for its agents. The master writes the
+//!   `Accepted` records of every push waiting at that moment with one
+//!   write and one `fdatasync` (group commit, [`super::store_thread`]), so
+//!   the sync rate, not the push rate, is bounded by the disk.
 //! - `Delivered`: written without a sync. Losing one in a crash means the
 //!   push is sent again after restart; the agent answers it as a duplicate
 //!   (it remembers delivered ids), so nothing is delivered twice to the
-//!   consumer while the agent keeps its memory.
+//!   consumer while the agent keeps its memory. For the same reason the
+//!   master drops (and counts) delivery records rather than block an
+//!   agent's connection when the push log falls behind.
 //!
 //! A write or sync that fails cuts the log back to where that batch
 //! started, so a push answered with an error is not replayed later.
