@@ -143,6 +143,30 @@ enum Wake {
     PushesClosed,
 }
 
+/// Counts a push as pending until handed to the store thread; uncounts it
+/// if it never is (the send failed, or the caller dropped the future while
+/// waiting for room in the queue).
+struct Counted<'a>(Option<&'a AtomicUsize>);
+
+impl<'a> Counted<'a> {
+    fn new(n: &'a AtomicUsize) -> Counted<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Counted(Some(n))
+    }
+
+    fn handed_over(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -204,7 +228,7 @@ impl StoreThread {
     /// the reason it was refused.
     pub async fn accept(&self, push: v2::Push, targets: Vec<Uuid>) -> Result<u64, PushError> {
         let (reply, answer) = channel::bounded(1);
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted::new(&self.shared.pending);
         if self
             .pushes
             .send(PushReq {
@@ -215,9 +239,10 @@ impl StoreThread {
             .await
             .is_err()
         {
-            self.shared.pending.fetch_sub(1, Ordering::Relaxed);
             return Err(self.gone());
         }
+        // Handed over: the store thread uncounts it when it answers.
+        counted.handed_over();
         // The store thread answers every request it takes, and fails the
         // ones left queued when it ends: a closed reply channel means it
         // died in between.
@@ -717,6 +742,33 @@ mod tests {
         assert_eq!(h.stats().pending_pushes, 0);
         // Stopping a handle whose thread never ran returns at once.
         smol::block_on(h.stop());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_full_push_queue_makes_the_sender_wait() {
+        let a = uuid("a");
+        let (d, _reg, h, w) = setup("full", OutboxLimits::default(), &[a]);
+        let answers: Vec<Answer<'_>> = (0..PUSH_QUEUE).map(|_| queue(&h, b"x", &[a])).collect();
+        // The queue is full: the next sender waits for room...
+        let mut waiting = Box::pin(h.accept(push(b"y"), vec![a]));
+        assert!(smol::block_on(poll_once(waiting.as_mut())).is_none());
+        assert_eq!(h.queued_pushes(), PUSH_QUEUE);
+        assert_eq!(h.stats().pending_pushes, PUSH_QUEUE + 1);
+        // ...and one that gives up is no longer counted.
+        drop(waiting);
+        assert_eq!(h.stats().pending_pushes, PUSH_QUEUE);
+        h.start(w).unwrap();
+        let ids: Vec<u64> = answers
+            .into_iter()
+            .map(|f| smol::block_on(f).unwrap())
+            .collect();
+        assert_eq!(ids, (1..=PUSH_QUEUE as u64).collect::<Vec<u64>>());
+        smol::block_on(h.stop());
+        let st = h.stats();
+        assert_eq!(st.pending_pushes, 0);
+        // Two batches of MAX_BATCH, one final sync.
+        assert_eq!(st.syncs, 3, "{st:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
