@@ -24,8 +24,9 @@ use crate::session::outbox::OverflowKind;
 /// The dashboard page, embedded in the binary.
 pub const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// Routes one request.
-pub fn route(m: &Master, r: &Request) -> Reply {
+/// Routes one request. Async because a push waits for its fsync on the
+/// store thread.
+pub async fn route(m: &Master, r: &Request) -> Reply {
     let path = r.path.as_str();
     match (r.method.as_str(), path) {
         ("GET", "/") | ("GET", "/index.html") => Reply::Full {
@@ -51,7 +52,7 @@ pub fn route(m: &Master, r: &Request) -> Reply {
                     "missing or wrong bearer token (see STATE_DIR/api.token)",
                 );
             }
-            api(m, r)
+            api(m, r).await
         }
         _ => Reply::error(404, "no such page"),
     }
@@ -61,7 +62,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn api(m: &Master, r: &Request) -> Reply {
+async fn api(m: &Master, r: &Request) -> Reply {
     let rest = &r.path["/api/".len()..];
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
     match (r.method.as_str(), head, tail) {
@@ -79,7 +80,7 @@ fn api(m: &Master, r: &Request) -> Reply {
             }
         }
         ("DELETE", "agents", uuid) => kick(m, r, uuid),
-        ("POST", "push", "") => push(m, r),
+        ("POST", "push", "") => push(m, r).await,
         ("GET", "pushes", id) => {
             let Ok(id) = id.parse::<u64>() else {
                 return Reply::error(400, "push id must be a number");
@@ -138,7 +139,7 @@ fn kick(m: &Master, r: &Request, uuid: &str) -> Reply {
     Reply::json(200, &json!({ "kicked": kicked }))
 }
 
-fn push(m: &Master, r: &Request) -> Reply {
+async fn push(m: &Master, r: &Request) -> Reply {
     let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
         return Reply::error(400, "body must be JSON: {\"to\": ..., \"body\": ...}");
     };
@@ -177,7 +178,7 @@ fn push(m: &Master, r: &Request) -> Reply {
         return Reply::error(404, &format!("no agent matches {to:?}"));
     }
     let group = to.strip_prefix("group:").unwrap_or("");
-    match m.accept_push(&targets, sender, group, body) {
+    match m.accept_push(&targets, sender, group, body).await {
         Ok(id) => Reply::json(
             202,
             &json!({ "id": id, "targets": targets.iter().map(|u| u.to_string()).collect::<Vec<_>>() }),
@@ -208,7 +209,7 @@ fn status(m: &Master) -> Value {
         Value::Object(o)
     };
     let queued: usize = reg.agents().map(|a| a.outbox.len()).sum();
-    let st = m.lock_store();
+    let st = m.store_stats();
     let s = m.settings();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -221,9 +222,12 @@ fn status(m: &Master) -> Value {
             "delivered": c.pushes_delivered,
             "queued": queued,
             "refused": c.pushes_refused,
-            "log_bytes": st.store.bytes(),
-            "log_records": st.store.records(),
-            "log_compactions": st.store.compactions,
+            "log_bytes": st.bytes,
+            "log_records": st.records,
+            "log_compactions": st.compactions,
+            "log_syncs": st.syncs,
+            "log_pending_pushes": st.pending_pushes,
+            "log_deliveries_dropped": st.deliveries_dropped,
         },
         "counters": {
             "connections_accepted": c.accepted,

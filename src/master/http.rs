@@ -287,7 +287,7 @@ async fn serve(master: Arc<Master>, mut stream: Async<TcpStream>) {
             }
         };
         let keep = req.keep_alive && !master.stopping.load(Ordering::Relaxed);
-        match super::api::route(&master, &req) {
+        match super::api::route(&master, &req).await {
             Reply::Full {
                 status,
                 content_type,

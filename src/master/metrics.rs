@@ -252,12 +252,30 @@ pub fn render(m: &Master) -> String {
     }
     drop(reg);
     process_metrics(&mut o);
-    let st = m.lock_store();
+    let st = m.store_stats();
     o.one(
         "edge_gw_push_log_bytes",
         "gauge",
         "Size of the push log on disk.",
-        st.store.bytes(),
+        st.bytes,
+    );
+    o.one(
+        "edge_gw_push_log_syncs_total",
+        "counter",
+        "fsyncs of the push log; accepted pushes per sync is the group-commit batch size.",
+        st.syncs,
+    );
+    o.one(
+        "edge_gw_push_log_pending_pushes",
+        "gauge",
+        "Pushes waiting for the push log to write and sync them (their API requests are waiting).",
+        st.pending_pushes,
+    );
+    o.one(
+        "edge_gw_push_log_deliveries_dropped_total",
+        "counter",
+        "Push acks not recorded in the push log because its queue was full (disk behind); each may cause one resend after a restart, answered as a duplicate.",
+        st.deliveries_dropped,
     );
     o.0
 }

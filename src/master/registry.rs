@@ -248,6 +248,9 @@ pub struct Registry {
     legacy_subscribers: Vec<ConnId>,
     pushes: BTreeMap<u64, PushStatus>,
     done_pushes: VecDeque<u64>,
+    /// Pushes in `pushes` with a target still `Queued`: the push log's
+    /// compaction check reads this on every ack, so it must be O(1).
+    live: usize,
     /// Global counters.
     pub counters: Counters,
     /// Outbox bounds.
@@ -269,6 +272,7 @@ impl Registry {
             legacy_subscribers: Vec::new(),
             pushes: BTreeMap::new(),
             done_pushes: VecDeque::new(),
+            live: 0,
             counters: Counters::default(),
             limits,
             events: Vec::new(),
@@ -582,12 +586,16 @@ impl Registry {
         let Some(st) = self.pushes.get_mut(&push_id) else {
             return false;
         };
+        let was_live = st.targets.iter().any(|t| t.1 == Delivery::Queued);
         for t in &mut st.targets {
             if t.0 == uuid {
                 t.1 = d;
             }
         }
         let done = st.targets.iter().all(|t| t.1 != Delivery::Queued);
+        if was_live && done {
+            self.live = self.live.saturating_sub(1);
+        }
         if done {
             self.done_pushes.push_back(push_id);
             while self.done_pushes.len() > DONE_PUSHES_KEPT {
@@ -742,6 +750,36 @@ impl Registry {
         Ok(())
     }
 
+    /// Like [`Registry::check_room`], for a batch of pushes checked before
+    /// any of them is queued: `pending(uuid)` is the (messages, body bytes)
+    /// already promised to that agent by earlier pushes of the batch, so
+    /// that every push that passes still fits once the whole batch is
+    /// queued. An unknown agent counts as an empty outbox (`enqueue`
+    /// creates it).
+    pub fn check_room_with(
+        &self,
+        targets: &[Uuid],
+        body_len: usize,
+        pending: impl Fn(&Uuid) -> (usize, usize),
+    ) -> Result<(), crate::session::outbox::OverflowKind> {
+        use crate::session::outbox::OverflowKind;
+        for u in targets {
+            let (msgs, bytes) = self
+                .agents
+                .get(u)
+                .map_or((0, 0), |a| (a.outbox.len(), a.outbox.bytes()));
+            let (more_msgs, more_bytes) = pending(u);
+            // The same bounds, in the same order, as `Outbox::enqueue`.
+            if msgs + more_msgs >= self.limits.max_msgs {
+                return Err(OverflowKind::Messages);
+            }
+            if bytes + more_bytes + body_len > self.limits.max_bytes {
+                return Err(OverflowKind::Bytes);
+            }
+        }
+        Ok(())
+    }
+
     /// Queues an accepted (already persisted) push for its targets and
     /// wakes the online ones. Targets without room are skipped and
     /// reported (only possible for recovered pushes; the API checks first).
@@ -768,7 +806,8 @@ impl Registry {
             }
         }
         self.counters.pushes_accepted += 1;
-        self.pushes.insert(
+        let live = status.iter().any(|t| t.1 == Delivery::Queued);
+        let old = self.pushes.insert(
             push.id,
             PushStatus {
                 id: push.id,
@@ -776,12 +815,26 @@ impl Registry {
                 targets: status,
             },
         );
+        // Ids are unique, but a replaced status must not stay counted.
+        if old.is_some_and(|o| o.targets.iter().any(|t| t.1 == Delivery::Queued)) {
+            self.live = self.live.saturating_sub(1);
+        }
+        if live {
+            self.live += 1;
+        }
         refused
     }
 
     /// A push's status.
     pub fn push_status(&self, id: u64) -> Option<&PushStatus> {
         self.pushes.get(&id)
+    }
+
+    /// Number of pushes with at least one target still queued: what
+    /// `live_pushes().len()` would be, in O(1), so the push log can decide
+    /// whether compaction is due without walking every outbox.
+    pub fn live_push_count(&self) -> usize {
+        self.live
     }
 
     /// Every undelivered push with its remaining targets (for store
@@ -953,5 +1006,85 @@ mod tests {
         r.enqueue(p, &[u], 0);
         let e = r.check_room(&[u], 0).unwrap_err();
         assert_eq!(e.kind, crate::session::outbox::OverflowKind::Messages);
+    }
+
+    #[test]
+    fn room_with_pending_counts_the_batch() {
+        use crate::session::outbox::OverflowKind;
+        let limits = OutboxLimits {
+            max_msgs: 3,
+            max_bytes: 10,
+            ..OutboxLimits::default()
+        };
+        let mut r = Registry::new(limits, Instant::now());
+        let u = Uuid::from_text("a").unwrap();
+        let unknown = Uuid::from_text("b").unwrap();
+        r.ensure_agent(u);
+        let p = Arc::new(v2::Push {
+            id: 1,
+            sender: String::new(),
+            group: String::new(),
+            body: vec![0; 4],
+        });
+        r.enqueue(p, &[u], 0);
+        assert_eq!(r.check_room_with(&[u], 2, |_| (1, 2)), Ok(()));
+        assert_eq!(
+            r.check_room_with(&[u], 0, |_| (2, 0)),
+            Err(OverflowKind::Messages)
+        );
+        assert_eq!(
+            r.check_room_with(&[u], 3, |_| (1, 4)),
+            Err(OverflowKind::Bytes)
+        );
+        // An agent not known yet is an empty outbox, bounds still apply.
+        assert_eq!(r.check_room_with(&[unknown], 10, |_| (0, 0)), Ok(()));
+        assert_eq!(
+            r.check_room_with(&[unknown], 11, |_| (0, 0)),
+            Err(OverflowKind::Bytes)
+        );
+    }
+
+    #[test]
+    fn live_push_count_follows_acks_and_forget() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        for (i, n) in ["a", "b"].iter().enumerate() {
+            r.conn_opened(ConnHandle::new(i as u64), addr());
+            r.joined(i as u64, &peer(n, "g"), t, 0);
+        }
+        let c = Uuid::from_text("c").unwrap();
+        r.ensure_agent(c);
+        let both = r.resolve("group:g");
+        let push = |id| {
+            Arc::new(v2::Push {
+                id,
+                sender: String::new(),
+                group: String::new(),
+                body: vec![1],
+            })
+        };
+        r.enqueue(push(1), &both, 0);
+        r.enqueue(push(2), &both[..1], 0);
+        r.enqueue(push(3), &[c], 0);
+        let check = |r: &Registry, n: usize| {
+            assert_eq!(r.live_push_count(), n);
+            assert_eq!(r.live_pushes().len(), n);
+        };
+        check(&r, 3);
+        let ack = |id| v2::PushAck {
+            id,
+            status: v2::AckStatus::Delivered,
+        };
+        r.push_acked(0, ack(1));
+        check(&r, 3);
+        r.push_acked(1, ack(1));
+        check(&r, 2);
+        // An ack for a push that is not queued changes nothing.
+        r.push_acked(1, ack(2));
+        check(&r, 2);
+        r.push_acked(0, ack(2));
+        check(&r, 1);
+        r.forget(&c);
+        check(&r, 0);
     }
 }

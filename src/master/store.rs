@@ -9,11 +9,20 @@
 //! was never acknowledged, because acknowledgement waits for the fsync.
 //!
 //! # Fsync policy
-//! - `Accepted`: written and `fdatasync`ed *before* the API answers 202.
+//! - `Accepted`: written and `fdatasync`ed *before* the API answers 202
+//!   and before the push is queued for its agents. The master writes the
+//!   `Accepted` records of every push waiting at that moment with one
+//!   write and one `fdatasync` (group commit, [`super::store_thread`]), so
+//!   the sync rate, not the push rate, is bounded by the disk.
 //! - `Delivered`: written without a sync. Losing one in a crash means the
 //!   push is sent again after restart; the agent answers it as a duplicate
 //!   (it remembers delivered ids), so nothing is delivered twice to the
-//!   consumer while the agent keeps its memory.
+//!   consumer while the agent keeps its memory. For the same reason the
+//!   master drops (and counts) delivery records rather than block an
+//!   agent's connection when the push log falls behind.
+//!
+//! A write or sync that fails cuts the log back to where that batch
+//! started, so a push answered with an error is not replayed later.
 //!
 //! # Compaction
 //! When the log holds more than [`COMPACT_MIN_BYTES`] and less than a
@@ -37,6 +46,10 @@ const MAGIC: &[u8; 8] = b"EGWPLOG1";
 pub const MAX_RECORD: u32 = 4 << 20;
 /// Logs smaller than this are never compacted.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// A batch is written in pieces of about this size: one `write` per record
+/// costs a syscall each, one buffer for a whole batch of large pushes
+/// would cost their size again in memory.
+const WRITE_CHUNK: usize = 256 << 10;
 
 /// One log record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,12 +108,19 @@ fn uuid_of(b: &[u8]) -> Option<Uuid> {
 }
 
 fn encode_record(r: &Record) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_record_into(r, &mut out)?;
+    Ok(out)
+}
+
+/// Appends one framed record to `out`.
+fn encode_record_into(r: &Record, out: &mut Vec<u8>) -> io::Result<()> {
     let payload = postcard::to_allocvec(r).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.reserve(payload.len() + 8);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(())
 }
 
 impl Store {
@@ -196,37 +216,98 @@ impl Store {
         self.records
     }
 
-    fn append(&mut self, r: &Record, sync: bool) -> io::Result<()> {
-        let bytes = encode_record(r)?;
-        self.file.write_all(&bytes)?;
+    /// Appends `records`, then syncs once if `sync`. All or nothing: on
+    /// an error the file is cut back to its length before the call, so a
+    /// torn record cannot sit in front of later ones (replay stops at the
+    /// first bad record) and records answered with an error are not
+    /// replayed after a restart.
+    fn append_all(
+        &mut self,
+        records: impl IntoIterator<Item = Record>,
+        sync: bool,
+    ) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let mut written = 0u64;
+        let mut count = 0u64;
+        let mut result = Ok(());
+        for r in records {
+            result = encode_record_into(&r, &mut buf);
+            count += 1;
+            if result.is_ok() && buf.len() >= WRITE_CHUNK {
+                result = self.file.write_all(&buf);
+                written += buf.len() as u64;
+                buf.clear();
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() && !buf.is_empty() {
+            result = self.file.write_all(&buf);
+            written += buf.len() as u64;
+        }
+        if result.is_ok() && sync {
+            result = self.file.sync_data();
+        }
+        if let Err(e) = result {
+            self.cut_back();
+            return Err(e);
+        }
         if sync {
-            self.file.sync_data()?;
             self.syncs += 1;
         }
-        self.bytes += bytes.len() as u64;
-        self.records += 1;
-        self.appended += 1;
+        self.bytes += written;
+        self.records += count;
+        self.appended += count;
         Ok(())
+    }
+
+    /// Truncates the file to the last complete append after a failed one.
+    fn cut_back(&mut self) {
+        if let Err(e) = self.file.set_len(self.bytes) {
+            log::error!(
+                "{}: cannot cut a failed write back to {} bytes: {e}; pushes refused with an error may be delivered after a restart",
+                self.path.display(),
+                self.bytes
+            );
+            // Later appends land after whatever is there: count it.
+            if let Ok(m) = self.file.metadata() {
+                self.bytes = m.len();
+            }
+        }
     }
 
     /// Persists an accepted push; returns once it is on disk.
     pub fn accepted(&mut self, push: &Push, targets: &[Uuid]) -> io::Result<()> {
-        let r = Record::Accepted {
+        self.accepted_batch([(push, targets)])
+    }
+
+    /// Persists accepted pushes with one write per 256 KiB and one
+    /// `fdatasync` for all of them (group commit); returns once all are on
+    /// disk. On an error none of them is in the log.
+    pub fn accepted_batch<'a>(
+        &mut self,
+        pushes: impl IntoIterator<Item = (&'a Push, &'a [Uuid])>,
+    ) -> io::Result<()> {
+        let records = pushes.into_iter().map(|(push, targets)| Record::Accepted {
             push: push.clone(),
             targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
-        };
-        self.append(&r, true)
+        });
+        self.append_all(records, true)
     }
 
     /// Records a delivery (not synced; see the module docs).
     pub fn delivered(&mut self, id: u64, uuid: &Uuid) -> io::Result<()> {
-        self.append(
-            &Record::Delivered {
-                id,
-                uuid: uuid.trimmed().to_vec(),
-            },
-            false,
-        )
+        self.delivered_batch(&[(id, *uuid)])
+    }
+
+    /// Records deliveries with as few writes as possible, not synced.
+    pub fn delivered_batch(&mut self, delivered: &[(u64, Uuid)]) -> io::Result<()> {
+        let records = delivered.iter().map(|(id, uuid)| Record::Delivered {
+            id: *id,
+            uuid: uuid.trimmed().to_vec(),
+        });
+        self.append_all(records, false)
     }
 
     /// Flushes everything to disk (shutdown).
@@ -385,6 +466,33 @@ mod tests {
         assert_eq!(rec.next_id, 102);
         let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
         assert_eq!(ids, [50, 101]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_batch_is_one_sync_and_replays() {
+        let d = tmpdir("batch");
+        let a = Uuid::from_text("a").unwrap();
+        let b = Uuid::from_text("b").unwrap();
+        let pushes: Vec<Push> = (1..=3).map(push).collect();
+        let targets = [a, b];
+        {
+            let (mut s, _) = Store::open(&d).unwrap();
+            s.accepted_batch(pushes.iter().map(|p| (p, &targets[..])))
+                .unwrap();
+            assert_eq!((s.syncs, s.records()), (1, 3));
+            s.delivered_batch(&[(1, a), (1, b), (2, a)]).unwrap();
+            assert_eq!((s.syncs, s.records()), (1, 6));
+            assert_eq!(
+                s.bytes(),
+                std::fs::metadata(d.join("pushes.log")).unwrap().len()
+            );
+        }
+        let (_, rec) = Store::open(&d).unwrap();
+        assert_eq!(rec.next_id, 4);
+        let got: Vec<(u64, Vec<Uuid>)> =
+            rec.pending.iter().map(|(p, t)| (p.id, t.clone())).collect();
+        assert_eq!(got, [(2, vec![b]), (3, vec![a, b])]);
         let _ = std::fs::remove_dir_all(&d);
     }
 
