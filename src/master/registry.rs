@@ -1049,8 +1049,8 @@ mod tests {
         let t = Instant::now();
         let mut r = Registry::new(OutboxLimits::default(), t);
         for (i, n) in ["a", "b"].iter().enumerate() {
-            r.conn_opened(ConnHandle::new(i as u64), addr());
-            r.joined(i as u64, &peer(n, "g"), t, 0);
+            r.conn_opened(ConnHandle::new(i as u64));
+            r.joined(i as u64, &peer(n, "g"), addr(), t, 0);
         }
         let c = Uuid::from_text("c").unwrap();
         r.ensure_agent(c);

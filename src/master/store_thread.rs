@@ -328,7 +328,10 @@ impl Worker {
     fn run(mut self) {
         let mut deliveries_open = true;
         loop {
-            let wake = smol::block_on(self.next(deliveries_open));
+            // futures-lite's block_on only parks this thread; smol's would
+            // also drive the I/O reactor from here, taking agents' socket
+            // events onto the store thread.
+            let wake = smol::future::block_on(self.next(deliveries_open));
             let mut reqs = Vec::new();
             let mut dels = Vec::new();
             let mut stop = false;
@@ -336,7 +339,7 @@ impl Worker {
                 Wake::Push(r) => reqs.push(r),
                 Wake::Delivery(d) => {
                     dels.push(d);
-                    if let Some(r) = smol::block_on(self.push_within(DELIVERY_LINGER)) {
+                    if let Some(r) = smol::future::block_on(self.push_within(DELIVERY_LINGER)) {
                         reqs.push(r);
                     }
                 }
