@@ -86,7 +86,7 @@ Options:
   --rate R            offered pushes or reports per second for latency (10000)
   --publishers P      publishing connections sharing --rate (10)
   --push-agents N     agents receiving API pushes (--agents)
-  --push-conns K      keep-alive API connections pushing (4)
+  --push-conns K      keep-alive API connections pushing, one request in flight each (16)
   --threads T         load generator threads (2)
   --window W          connections handshaking at once (64; the listen queues hold 100-128)
   --master-threads T  the master's --threads (its default)
@@ -153,7 +153,7 @@ fn parse() -> Result<Option<Cli>, String> {
         rate: 10_000,
         publishers: 10,
         push_agents: 0,
-        push_conns: 4,
+        push_conns: 16,
         threads: 2,
         window: 64,
         master_threads: None,
