@@ -15,7 +15,7 @@ use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version, v1};
 use crate::session::master::Peer;
-use crate::session::outbox::{Outbox, OutboxLimits, Overflow};
+use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
 /// Health points kept per agent for charts.
@@ -724,30 +724,14 @@ impl Registry {
             .collect()
     }
 
-    /// Checks that every target's outbox can take `push`.
-    pub fn check_room(&self, targets: &[Uuid], body_len: usize) -> Result<(), Overflow> {
-        let probe = Arc::new(v2::Push {
-            id: 0,
-            sender: String::new(),
-            group: String::new(),
-            body: Vec::new(),
-        });
-        for u in targets {
-            let Some(a) = self.agents.get(u) else {
-                continue;
-            };
-            let kind = if a.outbox.len() >= self.limits.max_msgs {
-                Some(crate::session::outbox::OverflowKind::Messages)
-            } else if a.outbox.bytes() + body_len > self.limits.max_bytes {
-                Some(crate::session::outbox::OverflowKind::Bytes)
-            } else {
-                None
-            };
-            if let Some(kind) = kind {
-                return Err(Overflow { kind, push: probe });
-            }
-        }
-        Ok(())
+    /// Checks that every target's outbox can take one more push of
+    /// `body_len` bytes.
+    pub fn check_room(
+        &self,
+        targets: &[Uuid],
+        body_len: usize,
+    ) -> Result<(), crate::session::outbox::OverflowKind> {
+        self.check_room_with(targets, body_len, |_| (0, 0))
     }
 
     /// Like [`Registry::check_room`], for a batch of pushes checked before
@@ -1004,8 +988,10 @@ mod tests {
             body: vec![],
         });
         r.enqueue(p, &[u], 0);
-        let e = r.check_room(&[u], 0).unwrap_err();
-        assert_eq!(e.kind, crate::session::outbox::OverflowKind::Messages);
+        assert_eq!(
+            r.check_room(&[u], 0),
+            Err(crate::session::outbox::OverflowKind::Messages)
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ use super::registry::Registry;
 use super::store::{COMPACT_MIN_BYTES, Store};
 use crate::proto::{Uuid, v2};
 use crate::session::Clock;
+use crate::session::outbox::OverflowKind;
 
 /// Most pushes written with one sync.
 pub const MAX_BATCH: usize = 256;
@@ -437,9 +438,20 @@ impl Worker {
             let len = r.push.body.len();
             // Locked per push, not per batch: agent tasks get the registry
             // in between.
-            let room = lock(&self.registry).check_room_with(&r.targets, len, |u| {
-                promised.get(u).copied().unwrap_or_default()
-            });
+            let room = {
+                let mut reg = lock(&self.registry);
+                let room = reg.check_room_with(&r.targets, len, |u| {
+                    promised.get(u).copied().unwrap_or_default()
+                });
+                if let Err(kind) = room {
+                    let reason = match kind {
+                        OverflowKind::Messages => "outbox_messages",
+                        OverflowKind::Bytes => "outbox_bytes",
+                    };
+                    *reg.counters.pushes_refused.entry(reason).or_default() += 1;
+                }
+                room
+            };
             if let Err(kind) = room {
                 self.answer(&r.reply, Err(PushError::Full(kind)));
                 continue;
@@ -551,7 +563,7 @@ mod tests {
     use smol::future::{Future, poll_once};
 
     use super::*;
-    use crate::session::outbox::{OutboxLimits, OverflowKind};
+    use crate::session::outbox::OutboxLimits;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -719,6 +731,8 @@ mod tests {
             let b = &r.agent(&b).unwrap().outbox;
             let c = &r.agent(&c).unwrap().outbox;
             assert_eq!((a.len(), b.len(), b.bytes(), c.bytes()), (5, 3, 90, 100));
+            let refused: Vec<_> = r.counters.pushes_refused.iter().collect();
+            assert_eq!(refused, [(&"outbox_bytes", &2), (&"outbox_messages", &3)]);
         }
         smol::block_on(h.stop());
         assert_eq!(h.stats().syncs, 2, "one batch, one final sync");

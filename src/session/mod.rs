@@ -147,7 +147,7 @@ pub struct CloseInfo {
     pub reason: String,
     /// The peer said so (a Close frame), rather than this side deciding.
     pub by_peer: bool,
-    /// For [`CloseCode::BadFrame`]: the frame error kind, for counters.
+    /// For [`CloseCode::BadFrame`](crate::proto::v2::CloseCode::BadFrame): the frame error kind, for counters.
     pub frame_error: Option<&'static str>,
 }
 
