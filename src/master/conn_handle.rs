@@ -98,7 +98,9 @@ impl ConnHandle {
         Poll::Pending
     }
 
-    /// Takes every queued command without waiting.
+    /// Takes every queued command without waiting (tests: the task uses
+    /// [`poll_take`](Self::poll_take)).
+    #[cfg(test)]
     pub fn take(&self) -> VecDeque<Cmd> {
         std::mem::take(&mut self.lock().queue)
     }

@@ -725,16 +725,7 @@ impl Registry {
     }
 
     /// Checks that every target's outbox can take one more push of
-    /// `body_len` bytes.
-    pub fn check_room(
-        &self,
-        targets: &[Uuid],
-        body_len: usize,
-    ) -> Result<(), crate::session::outbox::OverflowKind> {
-        self.check_room_with(targets, body_len, |_| (0, 0))
-    }
-
-    /// Like [`Registry::check_room`], for a batch of pushes checked before
+    /// `body_len` bytes, for a batch of pushes checked before
     /// any of them is queued: `pending(uuid)` is the (messages, body bytes)
     /// already promised to that agent by earlier pushes of the batch, so
     /// that every push that passes still fits once the whole batch is
@@ -979,8 +970,8 @@ mod tests {
         let mut r = Registry::new(limits, t);
         let u = Uuid::from_text("a").unwrap();
         r.ensure_agent(u);
-        assert!(r.check_room(&[u], 11).is_err());
-        assert!(r.check_room(&[u], 10).is_ok());
+        assert!(r.check_room_with(&[u], 11, |_| (0, 0)).is_err());
+        assert!(r.check_room_with(&[u], 10, |_| (0, 0)).is_ok());
         let p = Arc::new(v2::Push {
             id: 1,
             sender: String::new(),
@@ -989,7 +980,7 @@ mod tests {
         });
         r.enqueue(p, &[u], 0);
         assert_eq!(
-            r.check_room(&[u], 0),
+            r.check_room_with(&[u], 0, |_| (0, 0)),
             Err(crate::session::outbox::OverflowKind::Messages)
         );
     }

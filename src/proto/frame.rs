@@ -83,16 +83,6 @@ impl SharedBody {
         &self.plain
     }
 
-    /// Heap bytes held (plain and, once made, compressed).
-    pub fn heap_bytes(&self) -> usize {
-        self.plain.len()
-            + self
-                .zipped
-                .get()
-                .and_then(|z| z.1.as_ref())
-                .map_or(0, Vec::len)
-    }
-
     /// The compressed body at `level` (`None`: `if_smaller` and it would
     /// not be). Made once; a different level than the first one asked is
     /// made fresh each time (all peers of one master share a level, so
