@@ -5,21 +5,12 @@
 //! may arrive in any split, one at a time or many frames in one read.
 
 use super::error::FrameError;
+use super::frame::Frame;
 use super::header::{HEADER_LEN, Header};
 
 /// Most bytes a caller may [`feed`](FrameDecoder::feed) at once beyond one
 /// partial frame. Callers read at most this much per read call.
 pub const MAX_FEED: usize = 64 * 1024;
-
-/// A raw frame: checked header and the body bytes exactly as on the wire
-/// (possibly sealed and/or compressed; see [`super::frame::open_body`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    /// The checked header.
-    pub header: Header,
-    /// Body bytes as received.
-    pub body: Vec<u8>,
-}
 
 /// Cuts a byte stream into frames.
 ///

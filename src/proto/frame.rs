@@ -1,14 +1,25 @@
-//! Building frames and opening their bodies: compression then sealing on
-//! the way out, authentication then inflation on the way in.
+//! A frame (a checked header and its body), how one is built, and how a
+//! received one's body is opened: compression then sealing on the way out,
+//! authentication then inflation on the way in. The [`super::decoder`]
+//! cuts a byte stream into [`Frame`]s.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use super::compress::{deflate, deflate_if_smaller, inflate_capped};
 use super::crypto::{CipherState, TAG_LEN};
-use super::decoder::Frame;
 use super::error::FrameError;
 use super::header::{HEADER_LEN, Header, MsgType, Uuid, Version};
+
+/// A raw frame: checked header and the body bytes exactly as on the wire
+/// (possibly sealed and/or compressed; see [`open_body`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The checked header.
+    pub header: Header,
+    /// Body bytes as received.
+    pub body: Vec<u8>,
+}
 
 /// Compression choice for one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 //!
 //! A frame is a 45-byte [`header`] followed by a body. The [`decoder`] cuts
 //! a byte stream into frames, checking each header before it allocates;
-//! [`frame`] builds frames and opens bodies ([`compress`]ed and, in version
+//! [`frame`] defines a frame, builds frames and opens bodies ([`compress`]ed and, in version
 //! 2, sealed by [`crypto`]). Version 1 is the legacy PHP system's format
-//! (JSON bodies, [`v1`] and [`json`]); version 2 is edge-gw's own (postcard
+//! (JSON bodies, [`v1`], with its PHP-compatible JSON writer in [`v1::json`]); version 2 is edge-gw's own (postcard
 //! bodies, [`v2`]).
 
 pub mod compress;
@@ -13,10 +13,10 @@ pub mod decoder;
 pub mod error;
 pub mod frame;
 pub mod header;
-pub mod json;
 pub mod v1;
 pub mod v2;
 
-pub use decoder::{Frame, FrameDecoder};
+pub use decoder::FrameDecoder;
+pub use frame::Frame;
 pub use error::FrameError;
 pub use header::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MsgType, UUID_LEN, Uuid, Version};

@@ -22,7 +22,9 @@
 #[cfg(feature = "master")]
 use std::fmt;
 
-use super::json::{self, JsonScalar, ObjectWriter};
+pub mod json;
+
+use json::{JsonScalar, ObjectWriter};
 
 /// `errCode` of a successful reply.
 pub const ERR_OK: i64 = 0;

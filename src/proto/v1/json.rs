@@ -244,7 +244,7 @@ fn write_bool(out: &mut Vec<u8>, b: bool) {
 /// is always balanced: there is no `finish` to forget.
 ///
 /// ```
-/// use edge_gw::proto::json::write_object;
+/// use edge_gw::proto::v1::json::write_object;
 ///
 /// let mut out = Vec::new();
 /// write_object(&mut out, |o| {
