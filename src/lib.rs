@@ -2,13 +2,15 @@
 //!
 //! The library holds everything but the command line: the wire protocol
 //! ([`proto`]), the sans-I/O session state machines ([`session`]), key
-//! handling ([`keys`]) and the two roles, each behind its Cargo feature
+//! handling ([`keys`]), the clock and random source the shells hand the
+//! core ([`os`]) and the two roles, each behind its Cargo feature
 //! (`agent`, `master`). The roles are thin smol shells around [`session`].
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod keys;
 pub mod logger;
+pub mod os;
 pub mod proto;
 pub mod session;
 

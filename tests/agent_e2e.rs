@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_gw::keys::Keyring;
-use edge_gw::session::Clock;
+
 use edge_gw::session::liveness::Keepalive;
 use edge_gw::session::master::{MasterConfig, MasterEvent, MasterSession};
 use support::*;
@@ -51,7 +51,7 @@ fn master_restart_then_buffered_reports_arrive_in_order() {
 }
 
 fn support_unix_ms() -> u64 {
-    Clock::now().unix_ms
+    edge_gw::os::now().unix_ms
 }
 
 #[test]
@@ -169,12 +169,17 @@ fn half_open_connection_is_detected_and_redialled() {
     // First connection: handshake, then go silent (a dead NAT mapping).
     let (mut c1, _) = l.accept().unwrap();
     let joined = Instant::now();
-    let mut s = MasterSession::new(cfg.clone(), Instant::now());
+    let mut s = MasterSession::new(cfg.clone(), edge_gw::os::now());
     c1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 4096];
     while s.peer().is_none() {
         let n = c1.read(&mut buf).unwrap();
-        s.handle_input(&buf[..n], Clock::now(), &ring);
+        s.handle_input(
+            &buf[..n],
+            edge_gw::os::now(),
+            &ring,
+            &mut edge_gw::os::OsEntropy,
+        );
         while let Some(b) = s.poll_transmit() {
             c1.write_all(&b).unwrap();
         }

@@ -929,7 +929,7 @@ mod session_input {
                     psk: Some(PSK),
                     ..AgentConfig::default()
                 };
-                AgentSession::new(cfg, RecentIds::new(4), now)
+                AgentSession::new(cfg, RecentIds::new(4), now, &mut edge_gw::os::OsEntropy)
                     .poll_transmit()
                     .unwrap()
             }
@@ -990,7 +990,7 @@ mod session_input {
                 tx: TxLimits { max_frames, max_bytes: 1 << 20 },
                 ..MasterConfig::default()
             };
-            let mut m = MasterSession::new(Arc::new(cfg), now.mono);
+            let mut m = MasterSession::new(Arc::new(cfg), now);
             let mut stream = master_opening(opening, now);
             stream.extend_from_slice(&tail);
 
@@ -999,7 +999,7 @@ mod session_input {
             for size in cycled(&sizes, stream.len()) {
                 let end = (at + size).min(stream.len());
                 let was_closed = m.is_closed();
-                m.handle_input(&stream[at..end], now, &OneKey);
+                m.handle_input(&stream[at..end], now, &OneKey, &mut edge_gw::os::OsEntropy);
                 at = end;
                 let before = events.len();
                 events.extend(std::iter::from_fn(|| m.poll_event()));
@@ -1041,7 +1041,7 @@ mod session_input {
                 max_pending_pushes,
                 ..AgentConfig::default()
             };
-            let mut a = AgentSession::new(cfg, RecentIds::new(4), now);
+            let mut a = AgentSession::new(cfg, RecentIds::new(4), now, &mut edge_gw::os::OsEntropy);
             let mut stream = Vec::new();
             if let AgentOpening::PlainWelcomed = opening {
                 let w = Message::Welcome(Welcome {
@@ -1093,7 +1093,7 @@ mod session_input {
             psk: Some(PSK),
             ..AgentConfig::default()
         };
-        let mut a = AgentSession::new(cfg, RecentIds::new(4), now);
+        let mut a = AgentSession::new(cfg, RecentIds::new(4), now, &mut edge_gw::os::OsEntropy);
         let hb = Message::Heartbeat(Heartbeat { seq: 1 });
         a.handle_input(
             &plain_frame(Version::V2, MsgType::Heartbeat, &hb.to_body(), false),
@@ -1128,12 +1128,12 @@ mod session_input {
             ..AgentConfig::default()
         };
         // Recorded off the wire from the real agent.
-        let hello = AgentSession::new(cfg, RecentIds::new(4), now)
+        let hello = AgentSession::new(cfg, RecentIds::new(4), now, &mut edge_gw::os::OsEntropy)
             .poll_transmit()
             .unwrap();
         // Default master: v1 and plaintext both refused.
-        let mut m = MasterSession::new(Arc::new(MasterConfig::default()), now.mono);
-        m.handle_input(&hello, now, &OneKey);
+        let mut m = MasterSession::new(Arc::new(MasterConfig::default()), now);
+        m.handle_input(&hello, now, &OneKey, &mut edge_gw::os::OsEntropy);
         assert!(m.poll_transmit().is_some(), "the Welcome");
         let forged = Message::Report(Report {
             seq: 666,
@@ -1147,7 +1147,12 @@ mod session_input {
             v1_cipher_flag: true,
             max_frame: DEFAULT_MAX_FRAME,
         };
-        m.handle_input(&encode(&e, &forged.to_body(), None).unwrap(), now, &OneKey);
+        m.handle_input(
+            &encode(&e, &forged.to_body(), None).unwrap(),
+            now,
+            &OneKey,
+            &mut edge_gw::os::OsEntropy,
+        );
         let events: Vec<_> = std::iter::from_fn(|| m.poll_event()).collect();
         assert!(
             !events
@@ -1175,17 +1180,19 @@ mod session_input {
             },
             ..MasterConfig::default()
         };
-        let mut m = MasterSession::new(Arc::new(cfg), now.mono);
+        let mut m = MasterSession::new(Arc::new(cfg), now);
         // The heartbeat reply fills the one-frame queue (not drained).
         m.handle_input(
             &plain_frame(Version::V1, MsgType::Heartbeat, b"", false),
             now,
             &OneKey,
+            &mut edge_gw::os::OsEntropy,
         );
         m.handle_input(
             &plain_frame(Version::V1, MsgType::Subscribe, b"[1", false),
             now,
             &OneKey,
+            &mut edge_gw::os::OsEntropy,
         );
         assert!(m.is_closed());
         let closes: Vec<_> = std::iter::from_fn(|| m.poll_event())

@@ -13,7 +13,7 @@ use edge_gw::proto::v2::{CloseCode, Message};
 use edge_gw::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
 use edge_gw::session::agent::{AgentConfig, AgentSession};
 use edge_gw::session::dedup::RecentIds;
-use edge_gw::session::{Clock, liveness::Keepalive};
+use edge_gw::session::liveness::Keepalive;
 use support::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -83,7 +83,12 @@ fn silent_agent(m: &Master, name: &str) -> TcpStream {
         keepalive: Keepalive::default(),
         ..AgentConfig::default()
     };
-    let mut s = AgentSession::new(cfg, RecentIds::new(4), Clock::now());
+    let mut s = AgentSession::new(
+        cfg,
+        RecentIds::new(4),
+        edge_gw::os::now(),
+        &mut edge_gw::os::OsEntropy,
+    );
     let mut tcp = TcpStream::connect(m.addr()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 4096];
@@ -93,7 +98,7 @@ fn silent_agent(m: &Master, name: &str) -> TcpStream {
         }
         let n = tcp.read(&mut buf).unwrap();
         assert!(n > 0, "master closed during the handshake");
-        s.handle_input(&buf[..n], Clock::now());
+        s.handle_input(&buf[..n], edge_gw::os::now());
     }
     // The key-confirming heartbeat, then silence.
     while let Some(b) = s.poll_transmit() {

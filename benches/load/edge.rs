@@ -18,11 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use edge_gw::os::OsEntropy;
 use edge_gw::proto::compress::{DEFAULT_LEVEL, deflate_if_smaller, inflate_capped};
 use edge_gw::proto::crypto::{Handshake, TAG_LEN, Transport};
 use edge_gw::proto::frame::{Compress, Encode, encode, mark_handshake};
 use edge_gw::proto::v2::{self, Message, Role};
 use edge_gw::proto::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MsgType, Uuid, Version};
+use edge_gw::session::Entropy;
 
 use crate::engine::{Io, Proto, now_ns};
 
@@ -172,7 +174,12 @@ impl EdgeClient {
         };
         let (hs, hello) = match psk {
             Some(psk) => {
-                let mut hs = Handshake::initiator(&psk, &uuid).expect("handshake state");
+                let mut hs = Handshake::initiator(
+                    &psk,
+                    &uuid,
+                    OsEntropy.ephemeral().expect("random source"),
+                )
+                .expect("handshake state");
                 let msg1 = hs.write(&hello).expect("handshake message 1");
                 let mut f = encode(&plain(MsgType::Hello), &msg1, None).expect("hello frame");
                 mark_handshake(&mut f);

@@ -32,9 +32,19 @@ use edge_gw::proto::{DEFAULT_MAX_FRAME, MsgType, Uuid, Version};
 use edge_gw::session::agent::{AgentConfig, AgentEvent, AgentSession};
 use edge_gw::session::dedup::RecentIds;
 use edge_gw::session::master::{KeyLookup, MasterConfig, MasterEvent, MasterSession};
-use edge_gw::session::{Clock, TxLimits};
+use edge_gw::session::{Clock, Entropy, EntropyFailed, TxLimits};
 use edge_gw_fuzz::{check_events, frames_from_records, repair_headers};
 use libfuzzer_sys::fuzz_target;
+
+/// Fixed randomness: a fuzz run must replay exactly from its input.
+struct Fixed;
+
+impl Entropy for Fixed {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyFailed> {
+        buf.fill(0x5a);
+        Ok(())
+    }
+}
 
 const PSK: [u8; 32] = [0x42; 32];
 
@@ -82,7 +92,7 @@ fn agent_cfg(psk: Option<[u8; 32]>, wire: Version, max_frames: usize) -> AgentCo
 fn sealed_hello(now: Clock) -> &'static [u8] {
     static HELLO: OnceLock<Vec<u8>> = OnceLock::new();
     HELLO.get_or_init(|| {
-        AgentSession::new(agent_cfg(Some(PSK), Version::V2, 8), RecentIds::new(4), now)
+        AgentSession::new(agent_cfg(Some(PSK), Version::V2, 8), RecentIds::new(4), now, &mut Fixed)
             .poll_transmit()
             .unwrap()
     })
@@ -132,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => (None, Version::V1, Vec::new()),
         };
-        let mut a = AgentSession::new(agent_cfg(psk, wire, max_frames), RecentIds::new(4), now);
+        let mut a = AgentSession::new(agent_cfg(psk, wire, max_frames), RecentIds::new(4), now, &mut Fixed);
         let mut events = Vec::new();
         let stream = [opening, bytes].concat();
         for piece in stream.chunks(chunk) {
@@ -177,12 +187,12 @@ fuzz_target!(|data: &[u8]| {
         3 => plain(Version::V1, MsgType::Hello, b"{}"),
         _ => Vec::new(),
     };
-    let mut m = MasterSession::new(Arc::new(cfg), now.mono);
+    let mut m = MasterSession::new(Arc::new(cfg), now);
     let mut events = Vec::new();
     let stream = [opening, bytes].concat();
     for piece in stream.chunks(chunk) {
         let was_closed = m.is_closed();
-        m.handle_input(piece, now, &OneKey);
+        m.handle_input(piece, now, &OneKey, &mut Fixed);
         let before = events.len();
         events.extend(std::iter::from_fn(|| m.poll_event()));
         assert!(!was_closed || events.len() == before, "events after close");

@@ -13,12 +13,12 @@ use smol::{Async, Timer};
 use super::backoff::Backoff;
 use super::inbox::Refused;
 use super::state::Shared;
-use crate::proto::v2::{self, CloseCode};
-use crate::proto::v1::{self, json};
 use crate::proto::Version;
+use crate::proto::v1::{self, json};
+use crate::proto::v2::{self, CloseCode};
+use crate::session::CloseInfo;
 use crate::session::agent::{AgentConfig, AgentEvent, AgentSession, SendError};
 use crate::session::dedup::RecentIds;
-use crate::session::{Clock, CloseInfo};
 
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -166,7 +166,12 @@ async fn session(
     last_problem: &mut String,
     addr: SocketAddr,
 ) -> (CloseInfo, RecentIds, bool) {
-    let mut s = AgentSession::new(cfg.session.clone(), recent, Clock::now());
+    let mut s = AgentSession::new(
+        cfg.session.clone(),
+        recent,
+        crate::os::now(),
+        &mut crate::os::OsEntropy,
+    );
     let mut established = false;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -279,7 +284,7 @@ async fn session(
                         break;
                     }
                     Ok(n) => {
-                        s.handle_input(&buf[..n], Clock::now());
+                        s.handle_input(&buf[..n], crate::os::now());
                         if n < buf.len() || s.is_closed() {
                             break;
                         }
@@ -314,7 +319,7 @@ async fn session(
             }
             Wake::Poked | Wake::Timer => {}
         }
-        s.handle_timeout(Clock::now());
+        s.handle_timeout(crate::os::now());
     }
 }
 

@@ -145,7 +145,7 @@ impl State {
     pub fn unix_ms(&self, mono: Instant) -> u64 {
         // Anything before 2020 is a clock that was never set.
         const PLAUSIBLE: u64 = 1_577_836_800_000;
-        let sys = crate::session::Clock::now().unix_ms;
+        let sys = crate::os::unix_ms();
         if sys >= PLAUSIBLE {
             return sys;
         }

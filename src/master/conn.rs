@@ -19,10 +19,11 @@ use smol::{Async, Timer};
 
 use super::Master;
 use super::conn_handle::{Cmd, ConnHandle};
+use crate::os::{self, OsEntropy};
 use crate::proto::decoder::MAX_FEED;
 use crate::proto::v2::CloseCode;
+use crate::session::CloseInfo;
 use crate::session::master::{MasterEvent, MasterSession};
-use crate::session::{Clock, CloseInfo};
 
 thread_local! {
     /// Shared by every connection task on this thread: a task reads into it
@@ -94,13 +95,13 @@ impl Deadlines {
 pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAddr, id: u64) {
     let handle = ConnHandle::new(id);
     let cfg = master.session_config();
-    let now = Instant::now();
+    let now = os::now();
     let mut session = MasterSession::new(cfg, now);
     master.lock_registry().conn_opened(handle.clone());
     let mut stream = stream;
     // Boxed: only set at the end, and the task's size is per connection.
     let mut closed: Option<Box<CloseInfo>> = None;
-    let mut due = Deadlines::new(now);
+    let mut due = Deadlines::new(now.mono);
 
     loop {
         // 1. Write what the session queued.
@@ -169,9 +170,9 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
             Wake::Commands(cmds) => run_commands(&master, &mut session, id, cmds, &mut due),
             Wake::Timer => {
                 due.armed = None;
-                let now = Instant::now();
+                let now = os::now();
                 session.handle_timeout(now);
-                if due.resend.is_some_and(|t| t <= now) {
+                if due.resend.is_some_and(|t| t <= now.mono) {
                     pump_pushes(&master, &mut session, id, &mut due);
                 }
             }
@@ -191,7 +192,7 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
         info.reason
     );
     let mut reg = master.lock_registry();
-    reg.conn_closed(id, &info, Clock::now().unix_ms);
+    reg.conn_closed(id, &info, os::unix_ms());
     master.publish(&mut reg);
 }
 
@@ -230,7 +231,7 @@ async fn write_frame(
 fn read_available(master: &Master, stream: &mut Async<TcpStream>, session: &mut MasterSession) {
     let keys = master.keys();
     for _ in 0..READS_PER_WAKE {
-        let clock = Clock::now();
+        let clock = os::now();
         let r = READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
             match stream.get_ref().read(&mut buf[..]) {
@@ -239,7 +240,7 @@ fn read_available(master: &Master, stream: &mut Async<TcpStream>, session: &mut 
                     "peer closed the connection",
                 )),
                 Ok(n) => {
-                    session.handle_input(&buf[..n], clock, &*keys);
+                    session.handle_input(&buf[..n], clock, &*keys, &mut OsEntropy);
                     Ok(n)
                 }
                 Err(e) => Err(e),
@@ -323,7 +324,7 @@ fn drain_events(
     if events.is_empty() && traffic.is_empty() {
         return;
     }
-    let clock = Clock::now();
+    let clock = os::now();
     let mut delivered = Vec::new();
     let mut wake = false;
     {

@@ -22,10 +22,10 @@ use crate::config::MasterOptions;
 use crate::keys::{AgentKey, Keyring, Psk};
 use crate::proto::frame::Compress;
 use crate::proto::{Uuid, v2};
+use crate::session::TxLimits;
 use crate::session::liveness::Keepalive;
 use crate::session::master::MasterConfig;
 use crate::session::outbox::OutboxLimits;
-use crate::session::{Clock, TxLimits};
 
 pub mod api;
 pub mod client;
@@ -123,7 +123,7 @@ impl Master {
             token,
             stopping: AtomicBool::new(false),
             stop_event: Event::new(),
-            started_unix_ms: Clock::now().unix_ms,
+            started_unix_ms: crate::os::unix_ms(),
         })
     }
 
@@ -344,7 +344,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         for t in targets {
             registry.ensure_agent(*t);
         }
-        registry.enqueue(push.clone(), targets, Clock::now().unix_ms);
+        registry.enqueue(push.clone(), targets, crate::os::unix_ms());
     }
     if !recovered.pending.is_empty() {
         log::info!(

@@ -45,7 +45,6 @@ use super::PushError;
 use super::registry::Registry;
 use super::store::{COMPACT_MIN_BYTES, Store};
 use crate::proto::{Uuid, v2};
-use crate::session::Clock;
 use crate::session::outbox::OverflowKind;
 
 /// Most pushes written with one sync.
@@ -486,7 +485,7 @@ impl Worker {
         // Before the answers, so a client that got its 202 sees the log
         // figures with its push in them.
         self.publish();
-        let now = Clock::now().unix_ms;
+        let now = crate::os::unix_ms();
         for r in batch {
             let id = r.push.id;
             let refused = lock(&self.registry).enqueue(Arc::new(r.push), &r.targets, now);

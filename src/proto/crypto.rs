@@ -41,7 +41,8 @@ pub enum CryptoError {
     Malformed(&'static str),
     /// The handshake was driven out of order (a bug in the caller).
     State(&'static str),
-    /// The system random source failed.
+    /// The handshake asked for more randomness than the caller supplied
+    /// (or the caller's random source failed).
     Random,
 }
 
@@ -55,7 +56,7 @@ impl fmt::Display for CryptoError {
             ),
             CryptoError::Malformed(why) => write!(f, "malformed handshake message: {why}"),
             CryptoError::State(why) => write!(f, "handshake state error: {why}"),
-            CryptoError::Random => write!(f, "system random source failed"),
+            CryptoError::Random => write!(f, "random source failed"),
         }
     }
 }
@@ -69,6 +70,67 @@ fn map_snow(e: snow::Error) -> CryptoError {
         snow::Error::Dh => CryptoError::Malformed("invalid ephemeral key"),
         snow::Error::Rng => CryptoError::Random,
         _ => CryptoError::State("unexpected handshake state"),
+    }
+}
+
+/// The only randomness a handshake consumes: the 32 bytes of this side's
+/// ephemeral X25519 private key.
+///
+/// The caller supplies it (the OS random source in the shells, fixed bytes
+/// in tests), so the protocol core reads no random source of its own and a
+/// test can replay a handshake byte for byte. Each handshake needs fresh
+/// bytes: reusing them across handshakes with the same key would let an
+/// observer link sessions. Not zeroised (see docs/security.md).
+#[derive(Clone, Copy)]
+pub struct Ephemeral(pub [u8; 32]);
+
+impl fmt::Debug for Ephemeral {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ephemeral(..)")
+    }
+}
+
+/// snow's primitives (X25519, ChaCha20-Poly1305, SHA-256 from its default
+/// resolver) with the caller's [`Ephemeral`] as the only random source.
+struct CallerRandom(Ephemeral);
+
+impl snow::resolvers::CryptoResolver for CallerRandom {
+    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+        Some(Box::new(OneShot(Some(self.0))))
+    }
+
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+        snow::resolvers::DefaultResolver.resolve_dh(choice)
+    }
+
+    fn resolve_hash(
+        &self,
+        choice: &snow::params::HashChoice,
+    ) -> Option<Box<dyn snow::types::Hash>> {
+        snow::resolvers::DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(
+        &self,
+        choice: &snow::params::CipherChoice,
+    ) -> Option<Box<dyn snow::types::Cipher>> {
+        snow::resolvers::DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// Hands out the ephemeral key once; a second request (which `NNpsk0`
+/// never makes) fails as [`CryptoError::Random`] rather than repeating it.
+struct OneShot(Option<Ephemeral>);
+
+impl snow::types::Random for OneShot {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        match self.0.take() {
+            Some(Ephemeral(bytes)) if dest.len() <= bytes.len() => {
+                dest.copy_from_slice(&bytes[..dest.len()]);
+                Ok(())
+            }
+            _ => Err(snow::Error::Rng),
+        }
     }
 }
 
@@ -88,23 +150,37 @@ impl fmt::Debug for Handshake {
 
 impl Handshake {
     /// The agent's side: writes message 1 (Hello), reads message 2.
-    pub fn initiator(psk: &[u8; 32], uuid: &Uuid) -> Result<Handshake, CryptoError> {
-        Self::build(psk, uuid, true)
+    /// `ephemeral` is the randomness of this handshake (see [`Ephemeral`]).
+    pub fn initiator(
+        psk: &[u8; 32],
+        uuid: &Uuid,
+        ephemeral: Ephemeral,
+    ) -> Result<Handshake, CryptoError> {
+        Self::build(psk, uuid, ephemeral, true)
     }
 
     /// The master's side: reads message 1, writes message 2 (Welcome).
-    pub fn responder(psk: &[u8; 32], uuid: &Uuid) -> Result<Handshake, CryptoError> {
-        Self::build(psk, uuid, false)
+    pub fn responder(
+        psk: &[u8; 32],
+        uuid: &Uuid,
+        ephemeral: Ephemeral,
+    ) -> Result<Handshake, CryptoError> {
+        Self::build(psk, uuid, ephemeral, false)
     }
 
-    fn build(psk: &[u8; 32], uuid: &Uuid, initiator: bool) -> Result<Handshake, CryptoError> {
+    fn build(
+        psk: &[u8; 32],
+        uuid: &Uuid,
+        ephemeral: Ephemeral,
+        initiator: bool,
+    ) -> Result<Handshake, CryptoError> {
         let params = NOISE_PARAMS
             .parse()
             .map_err(|_| CryptoError::State("noise parameters"))?;
         let mut prologue = [0u8; PROLOGUE_TAG.len() + 33];
         prologue[..PROLOGUE_TAG.len()].copy_from_slice(PROLOGUE_TAG);
         prologue[PROLOGUE_TAG.len()..].copy_from_slice(&uuid.0);
-        let builder = snow::Builder::new(params)
+        let builder = snow::Builder::with_resolver(params, Box::new(CallerRandom(ephemeral)))
             .psk(0, psk)
             .map_err(map_snow)?
             .prologue(&prologue)
@@ -251,13 +327,18 @@ impl CipherState {
 mod tests {
     use super::*;
 
+    /// Distinct ephemeral keys for the sides of the handshakes below.
+    fn e(n: u8) -> Ephemeral {
+        Ephemeral([n; 32])
+    }
+
     fn uuid() -> Uuid {
         Uuid::from_text("0123456789abcdef0123456789abcdefA").unwrap()
     }
 
     fn pair(psk_a: &[u8; 32], psk_b: &[u8; 32]) -> Result<(Transport, Transport), CryptoError> {
-        let mut i = Handshake::initiator(psk_a, &uuid())?;
-        let mut r = Handshake::responder(psk_b, &uuid())?;
+        let mut i = Handshake::initiator(psk_a, &uuid(), e(1))?;
+        let mut r = Handshake::responder(psk_b, &uuid(), e(2))?;
         let m1 = i.write(b"hello")?;
         assert_eq!(r.read(&m1)?, b"hello");
         let m2 = r.write(b"welcome")?;
@@ -293,17 +374,17 @@ mod tests {
 
     #[test]
     fn wrong_key_is_detected_by_the_responder() {
-        let mut i = Handshake::initiator(&[1; 32], &uuid()).unwrap();
-        let mut r = Handshake::responder(&[2; 32], &uuid()).unwrap();
+        let mut i = Handshake::initiator(&[1; 32], &uuid(), e(1)).unwrap();
+        let mut r = Handshake::responder(&[2; 32], &uuid(), e(2)).unwrap();
         let m1 = i.write(b"hello").unwrap();
         assert_eq!(r.read(&m1), Err(CryptoError::WrongKey));
     }
 
     #[test]
     fn other_uuid_is_detected() {
-        let mut i = Handshake::initiator(&[1; 32], &uuid()).unwrap();
+        let mut i = Handshake::initiator(&[1; 32], &uuid(), e(1)).unwrap();
         let other = Uuid::from_text("someone-else").unwrap();
-        let mut r = Handshake::responder(&[1; 32], &other).unwrap();
+        let mut r = Handshake::responder(&[1; 32], &other, e(2)).unwrap();
         assert_eq!(r.read(&i.write(b"").unwrap()), Err(CryptoError::WrongKey));
     }
 
@@ -355,20 +436,39 @@ mod tests {
 
     #[test]
     fn malformed_handshake_messages() {
-        let mut r = Handshake::responder(&[1; 32], &uuid()).unwrap();
+        let mut r = Handshake::responder(&[1; 32], &uuid(), e(2)).unwrap();
         assert!(matches!(r.read(&[0; 10]), Err(CryptoError::Malformed(_))));
-        let mut r = Handshake::responder(&[1; 32], &uuid()).unwrap();
+        let mut r = Handshake::responder(&[1; 32], &uuid(), e(2)).unwrap();
         assert!(r.read(&vec![0; 100_000]).is_err());
-        let i = Handshake::initiator(&[1; 32], &uuid()).unwrap();
+        let i = Handshake::initiator(&[1; 32], &uuid(), e(1)).unwrap();
         assert!(matches!(i.finish(), Err(CryptoError::State(_))));
     }
 
     #[test]
     fn ephemeral_keys_differ_per_session() {
         // Forward secrecy rests on fresh ephemerals: two handshakes with the
-        // same PSK never produce the same first message.
-        let mut a = Handshake::initiator(&[1; 32], &uuid()).unwrap();
-        let mut b = Handshake::initiator(&[1; 32], &uuid()).unwrap();
+        // same PSK but fresh randomness never produce the same message.
+        let mut a = Handshake::initiator(&[1; 32], &uuid(), e(1)).unwrap();
+        let mut b = Handshake::initiator(&[1; 32], &uuid(), e(3)).unwrap();
         assert_ne!(a.write(b"x").unwrap(), b.write(b"x").unwrap());
+    }
+
+    #[test]
+    fn a_handshake_replays_byte_for_byte_from_the_same_inputs() {
+        // The randomness comes from the caller, so the same key, uuid and
+        // ephemerals give the same messages and the same session keys.
+        let run = || {
+            let mut i = Handshake::initiator(&[5; 32], &uuid(), e(1)).unwrap();
+            let mut r = Handshake::responder(&[5; 32], &uuid(), e(2)).unwrap();
+            let m1 = i.write(b"hello").unwrap();
+            r.read(&m1).unwrap();
+            let m2 = r.write(b"welcome").unwrap();
+            i.read(&m2).unwrap();
+            let mut t = i.finish().unwrap();
+            let mut body = b"report".to_vec();
+            let tag = t.send.seal_in_place(b"h", &mut body).unwrap();
+            (m1, m2, body, tag)
+        };
+        assert_eq!(run(), run());
     }
 }

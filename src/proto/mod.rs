@@ -17,6 +17,6 @@ pub mod v1;
 pub mod v2;
 
 pub use decoder::FrameDecoder;
-pub use frame::Frame;
 pub use error::FrameError;
+pub use frame::Frame;
 pub use header::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MsgType, UUID_LEN, Uuid, Version};

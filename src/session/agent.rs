@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::dedup::RecentIds;
 use super::liveness::{Keepalive, Liveness};
-use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
-use crate::proto::crypto::{Handshake, Transport};
+use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
+use crate::proto::crypto::{CryptoError, Handshake, Transport};
 use crate::proto::frame::{Compress, Encode, encode, mark_handshake, open_body};
 use crate::proto::v2::{self, AckStatus, Close, CloseCode, Message, Role};
 use crate::proto::{Frame, FrameDecoder, FrameError, MsgType, Uuid, Version};
@@ -165,8 +165,14 @@ pub struct AgentSession {
 
 impl AgentSession {
     /// Starts a session at `now` and queues its opening frame. `recent` is
-    /// the memory of delivered push ids, carried from session to session.
-    pub fn new(cfg: AgentConfig, recent: RecentIds, now: Clock) -> AgentSession {
+    /// the memory of delivered push ids, carried from session to session;
+    /// `entropy` supplies the handshake's randomness.
+    pub fn new(
+        cfg: AgentConfig,
+        recent: RecentIds,
+        now: Clock,
+        entropy: &mut dyn Entropy,
+    ) -> AgentSession {
         let mut s = AgentSession {
             decoder: FrameDecoder::new(cfg.max_frame).with_idle_capacity(4096),
             state: State::Closed,
@@ -184,11 +190,11 @@ impl AgentSession {
             traffic: Traffic::default(),
             cfg,
         };
-        s.open(now);
+        s.open(now, entropy);
         s
     }
 
-    fn open(&mut self, now: Clock) {
+    fn open(&mut self, now: Clock, entropy: &mut dyn Entropy) {
         match self.cfg.wire {
             Version::V1 => {
                 self.state = State::Legacy { keyed: false };
@@ -208,7 +214,10 @@ impl AgentSession {
                 .to_body();
                 match self.cfg.psk {
                     Some(psk) => {
-                        let r = Handshake::initiator(&psk, &self.cfg.uuid)
+                        let r = entropy
+                            .ephemeral()
+                            .map_err(|_| CryptoError::Random)
+                            .and_then(|e| Handshake::initiator(&psk, &self.cfg.uuid, e))
                             .and_then(|mut hs| Ok((hs.write(&hello)?, hs)));
                         match r {
                             Ok((msg1, hs)) => {
@@ -362,23 +371,7 @@ impl AgentSession {
 
     /// Feeds received bytes.
     pub fn handle_input(&mut self, data: &[u8], now: Clock) {
-        if self.is_closed() {
-            return;
-        }
-        if let Err(e) = self.decoder.feed(data) {
-            return self.bad_frame(e);
-        }
-        while !self.is_closed() {
-            match self.decoder.next_frame() {
-                Ok(Some(f)) => {
-                    self.traffic
-                        .count_in(f.header.msg_type.as_u8(), f.header.length as usize);
-                    self.handle_frame(f, now);
-                }
-                Ok(None) => break,
-                Err(e) => return self.bad_frame(e),
-            }
-        }
+        receive(self, data, |s, frame| s.handle_frame(frame, now));
     }
 
     /// The transport closed without a Close frame.
@@ -727,6 +720,25 @@ fn legacy_heartbeat_secs(body: &[u8]) -> Option<u64> {
     digits[..n].iter().try_fold(0u64, |acc, &d| {
         acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+impl Receiver for AgentSession {
+    fn decoder(&mut self) -> &mut FrameDecoder {
+        &mut self.decoder
+    }
+
+    fn is_closed(&self) -> bool {
+        AgentSession::is_closed(self)
+    }
+
+    fn count_in(&mut self, frame: &Frame) {
+        self.traffic
+            .count_in(frame.header.msg_type.as_u8(), frame.header.length as usize);
+    }
+
+    fn bad_frame(&mut self, e: FrameError) {
+        AgentSession::bad_frame(self, e);
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::liveness::{Keepalive, Liveness};
-use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
-use crate::proto::crypto::{Handshake, Transport};
+use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
+use crate::proto::crypto::{CryptoError, Handshake, Transport};
 use crate::proto::frame::{
     Compress, Encode, SharedBody, encode, encode_shared, mark_handshake, open_body,
 };
@@ -94,6 +94,19 @@ pub struct Peer {
     /// CRC-32 of the pre-shared key that authenticated the session (0 for
     /// none): lets a keyring reload tell whether the key still stands.
     pub key_id: u32,
+}
+
+/// How a v2 message to a joined peer is encoded (compression per config;
+/// sealing is decided by the session state).
+fn v2_encode(cfg: &MasterConfig, t: MsgType, uuid: Uuid) -> Encode {
+    Encode {
+        version: Version::V2,
+        msg_type: t,
+        uuid,
+        compress: cfg.compress,
+        v1_cipher_flag: false,
+        max_frame: cfg.max_frame,
+    }
 }
 
 /// How a v1 frame to a legacy peer is encoded: its flags echoed, compressed
@@ -186,14 +199,14 @@ pub struct MasterSession {
 
 impl MasterSession {
     /// A session for a connection accepted at `now`.
-    pub fn new(cfg: Arc<MasterConfig>, now: Instant) -> MasterSession {
+    pub fn new(cfg: Arc<MasterConfig>, now: Clock) -> MasterSession {
         MasterSession {
             decoder: FrameDecoder::new(cfg.max_frame),
             cfg,
             state: State::Start,
             peer: None,
-            created: now,
-            live: Liveness::new(now),
+            created: now.mono,
+            live: Liveness::new(now.mono),
             tx: TxQueue::default(),
             events: VecDeque::new(),
             traffic: None,
@@ -270,10 +283,10 @@ impl MasterSession {
     }
 
     /// Applies timers: handshake timeout and eviction after silence.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Clock) {
         match self.state {
             State::Start | State::Confirming(..) => {
-                if now >= self.created + self.cfg.handshake_timeout {
+                if now.mono >= self.created + self.cfg.handshake_timeout {
                     let secs = self.cfg.handshake_timeout.as_secs_f32();
                     self.close(
                         CloseCode::HandshakeTimeout,
@@ -282,7 +295,7 @@ impl MasterSession {
                 }
             }
             State::Open(_) | State::Legacy(_) => {
-                if self.live.is_dead(&self.cfg.keepalive, now) {
+                if self.live.is_dead(&self.cfg.keepalive, now.mono) {
                     let k = self.cfg.keepalive;
                     let reason = format!(
                         "evicted: silent for {} s ({} missed heartbeats of {} s)",
@@ -298,26 +311,18 @@ impl MasterSession {
     }
 
     /// Feeds received bytes. `keys` is asked for the pre-shared key of the
-    /// uuid in a v2 Hello.
-    pub fn handle_input(&mut self, data: &[u8], now: Clock, keys: &dyn KeyLookup) {
-        if self.is_closed() {
-            return;
-        }
-        if let Err(e) = self.decoder.feed(data) {
-            return self.bad_frame(e);
-        }
-        while !self.is_closed() {
-            match self.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    self.traffic
-                        .get_or_insert_with(Box::default)
-                        .count_in(frame.header.msg_type.as_u8(), frame.header.length as usize);
-                    self.handle_frame(frame, now, keys);
-                }
-                Ok(None) => break,
-                Err(e) => return self.bad_frame(e),
-            }
-        }
+    /// uuid in a v2 Hello; `entropy` supplies the randomness of a handshake
+    /// or a legacy key.
+    pub fn handle_input(
+        &mut self,
+        data: &[u8],
+        now: Clock,
+        keys: &dyn KeyLookup,
+        entropy: &mut dyn Entropy,
+    ) {
+        receive(self, data, |s, frame| {
+            s.handle_frame(frame, now, keys, entropy)
+        });
     }
 
     /// The transport closed (EOF or error) without a Close frame.
@@ -359,14 +364,7 @@ impl MasterSession {
         let Some(peer) = &self.peer else {
             return Err(SendError::NotOpen);
         };
-        let e = Encode {
-            version: Version::V2,
-            msg_type: MsgType::Event,
-            uuid: peer.uuid,
-            compress: self.cfg.compress,
-            v1_cipher_flag: false,
-            max_frame: self.cfg.max_frame,
-        };
+        let e = v2_encode(&self.cfg, MsgType::Event, peer.uuid);
         let bytes = encode_shared(&e, body, transport.as_deref_mut().map(|t| &mut t.send))
             .map_err(SendError::Encode)?;
         self.queue(bytes)
@@ -397,14 +395,7 @@ impl MasterSession {
         let Some(peer) = &self.peer else {
             return Err(SendError::NotOpen);
         };
-        let e = Encode {
-            version: Version::V2,
-            msg_type: msg.msg_type(),
-            uuid: peer.uuid,
-            compress: self.cfg.compress,
-            v1_cipher_flag: false,
-            max_frame: self.cfg.max_frame,
-        };
+        let e = v2_encode(&self.cfg, msg.msg_type(), peer.uuid);
         let bytes = encode(
             &e,
             &msg.to_body(),
@@ -445,9 +436,15 @@ impl MasterSession {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+    fn handle_frame(
+        &mut self,
+        frame: Frame,
+        now: Clock,
+        keys: &dyn KeyLookup,
+        entropy: &mut dyn Entropy,
+    ) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::Start => self.first_frame(frame, now, keys),
+            State::Start => self.first_frame(frame, now, keys, entropy),
             State::Confirming(mut transport, peer) => {
                 // The first sealed frame proves the agent holds the keys;
                 // open_body refuses anything unsealed, v1 included.
@@ -493,13 +490,19 @@ impl MasterSession {
                     return self.close(CloseCode::Protocol, "wire version changed mid-connection");
                 }
                 self.live.heard(now.mono);
-                self.v1_frame(frame, now);
+                self.v1_frame(frame, now, entropy);
             }
             State::Closed => {}
         }
     }
 
-    fn first_frame(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+    fn first_frame(
+        &mut self,
+        frame: Frame,
+        now: Clock,
+        keys: &dyn KeyLookup,
+        entropy: &mut dyn Entropy,
+    ) {
         let h = frame.header;
         if h.version == Version::V1 {
             if !self.cfg.legacy_v1 {
@@ -530,7 +533,7 @@ impl MasterSession {
             });
             self.live.heard(now.mono);
             self.events.push_back(MasterEvent::Joined(peer));
-            return self.v1_frame(frame, now);
+            return self.v1_frame(frame, now, entropy);
         }
         // Version 2: only a Hello may open.
         self.peer = Some(Peer {
@@ -555,13 +558,19 @@ impl MasterSession {
             return self.close(CloseCode::Protocol, "hello must not be compressed");
         }
         if h.cipher {
-            self.sealed_hello(frame, now, keys);
+            self.sealed_hello(frame, now, keys, entropy);
         } else {
             self.plain_hello(frame, now);
         }
     }
 
-    fn sealed_hello(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
+    fn sealed_hello(
+        &mut self,
+        frame: Frame,
+        now: Clock,
+        keys: &dyn KeyLookup,
+        entropy: &mut dyn Entropy,
+    ) {
         let uuid = frame.header.uuid;
         self.state = State::Start;
         let Some(psk) = keys.psk_for(&uuid) else {
@@ -570,10 +579,14 @@ impl MasterSession {
                 &format!("authentication failed: no key for uuid {uuid} in the keyring"),
             );
         };
-        let result = Handshake::responder(&psk, &uuid).and_then(|mut hs| {
-            let payload = hs.read(&frame.body)?;
-            Ok((hs, payload))
-        });
+        let result = entropy
+            .ephemeral()
+            .map_err(|_| CryptoError::Random)
+            .and_then(|e| Handshake::responder(&psk, &uuid, e))
+            .and_then(|mut hs| {
+                let payload = hs.read(&frame.body)?;
+                Ok((hs, payload))
+            });
         let (mut hs, payload) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -696,7 +709,7 @@ impl MasterSession {
         }
     }
 
-    fn v1_frame(&mut self, frame: Frame, now: Clock) {
+    fn v1_frame(&mut self, frame: Frame, now: Clock, entropy: &mut dyn Entropy) {
         let h = frame.header;
         let body = match open_body(frame, None, self.cfg.max_frame) {
             Ok(b) => b,
@@ -708,7 +721,7 @@ impl MasterSession {
         match h.msg_type {
             MsgType::Hello => {
                 // One key per connection, made on the first request.
-                let key = *legacy.key.get_or_insert_with(legacy_key);
+                let key = *legacy.key.get_or_insert_with(|| legacy_key(entropy));
                 let text = String::from_utf8_lossy(&key).into_owned();
                 let _ =
                     self.send_legacy(MsgType::Welcome, &v1::key_reply(&text), false, h.compress);
@@ -831,13 +844,33 @@ impl MasterSession {
     }
 }
 
+impl Receiver for MasterSession {
+    fn decoder(&mut self) -> &mut FrameDecoder {
+        &mut self.decoder
+    }
+
+    fn is_closed(&self) -> bool {
+        MasterSession::is_closed(self)
+    }
+
+    fn count_in(&mut self, frame: &Frame) {
+        self.traffic
+            .get_or_insert_with(Box::default)
+            .count_in(frame.header.msg_type.as_u8(), frame.header.length as usize);
+    }
+
+    fn bad_frame(&mut self, e: FrameError) {
+        MasterSession::bad_frame(self, e);
+    }
+}
+
 /// A 32-character `[0-9a-zA-Z]` key, like the legacy master's.
-fn legacy_key() -> [u8; 32] {
+fn legacy_key(entropy: &mut dyn Entropy) -> [u8; 32] {
     const ALPHABET: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut raw = [0u8; 32];
     // The legacy key protects nothing (the PHP master never encrypted);
     // if the random source fails, a zero key is as good.
-    let _ = getrandom::fill(&mut raw);
+    let _ = entropy.fill(&mut raw);
     raw.map(|b| ALPHABET[usize::from(b) % ALPHABET.len()])
 }
 
@@ -852,6 +885,7 @@ fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::EntropyFailed;
 
     #[test]
     fn clip_respects_char_boundaries() {
@@ -861,7 +895,17 @@ mod tests {
 
     #[test]
     fn legacy_key_alphabet() {
-        let k = legacy_key();
+        struct Counting(u8);
+        impl Entropy for Counting {
+            fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyFailed> {
+                for b in buf {
+                    self.0 = self.0.wrapping_add(37);
+                    *b = self.0;
+                }
+                Ok(())
+            }
+        }
+        let k = legacy_key(&mut Counting(0));
         assert!(k.iter().all(u8::is_ascii_alphanumeric));
     }
 }

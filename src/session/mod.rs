@@ -1,8 +1,10 @@
 //! Sans-I/O session state machines.
 //!
-//! Sessions take received bytes and the current [`Clock`], and hand back
-//! bytes to send ([`TxQueue`]), the next deadline, and events. They own no
-//! socket and read no clock, so every timing rule (heartbeats, misses,
+//! Sessions take received bytes, the current [`Clock`] and, where a
+//! handshake or key needs it, randomness ([`Entropy`]) from their caller,
+//! and hand back bytes to send ([`TxQueue`]), the next deadline, and
+//! events. They own no socket and read no clock or random source
+//! (`crate::os` supplies the real ones), so every timing rule (heartbeats, misses,
 //! eviction, handshake timeouts) is tested with simulated time. The agent and
 //! master roles are thin shells that move bytes between these and sockets.
 //!
@@ -13,6 +15,9 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use crate::proto::crypto::Ephemeral;
+use crate::proto::{Frame, FrameDecoder, FrameError};
 
 pub mod dedup;
 pub mod liveness;
@@ -35,22 +40,74 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// The real time now.
-    pub fn now() -> Clock {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Clock {
-            mono: Instant::now(),
-            unix_ms,
-        }
-    }
-
     /// The same clock `d` later (for simulated time in tests and tools).
     pub fn advance(self, d: Duration) -> Clock {
         Clock {
             mono: self.mono + d,
             unix_ms: self.unix_ms + u64::try_from(d.as_millis()).unwrap_or(0),
+        }
+    }
+}
+
+/// Randomness supplied by the caller: the OS random source in the shells
+/// (`crate::os::OsEntropy`), fixed or counting bytes in tests, so a
+/// session's handshake can be replayed byte for byte.
+pub trait Entropy {
+    /// Fills `buf` with random bytes; `Err` if the source failed.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyFailed>;
+
+    /// Fresh randomness for one Noise handshake.
+    fn ephemeral(&mut self) -> Result<Ephemeral, EntropyFailed> {
+        let mut bytes = [0u8; 32];
+        self.fill(&mut bytes)?;
+        Ok(Ephemeral(bytes))
+    }
+}
+
+/// The random source failed: the session closes rather than go on with
+/// predictable keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntropyFailed;
+
+impl std::fmt::Display for EntropyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the random source failed")
+    }
+}
+
+impl std::error::Error for EntropyFailed {}
+
+/// What [`receive`] needs of a session: both sessions cut bytes into
+/// frames the same way and differ only in what a frame does.
+pub(crate) trait Receiver {
+    /// The session's frame decoder.
+    fn decoder(&mut self) -> &mut FrameDecoder;
+    /// Whether the session has ended (input is then ignored).
+    fn is_closed(&self) -> bool;
+    /// Counts a received frame in the session's traffic.
+    fn count_in(&mut self, frame: &Frame);
+    /// Closes the session because of undecodable input.
+    fn bad_frame(&mut self, e: FrameError);
+}
+
+/// Feeds received bytes to `s`'s decoder and hands each whole frame to
+/// `handle`, until the bytes are used up, a frame is bad (the session
+/// closes with its reason) or a frame closed the session.
+pub(crate) fn receive<S: Receiver>(s: &mut S, data: &[u8], mut handle: impl FnMut(&mut S, Frame)) {
+    if s.is_closed() {
+        return;
+    }
+    if let Err(e) = s.decoder().feed(data) {
+        return s.bad_frame(e);
+    }
+    while !s.is_closed() {
+        match s.decoder().next_frame() {
+            Ok(Some(frame)) => {
+                s.count_in(&frame);
+                handle(s, frame);
+            }
+            Ok(None) => break,
+            Err(e) => return s.bad_frame(e),
         }
     }
 }

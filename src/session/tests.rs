@@ -12,7 +12,7 @@ use super::dedup::RecentIds;
 use super::liveness::Keepalive;
 use super::master::{KeyLookup, MasterConfig, MasterEvent, MasterSession};
 use super::outbox::{Outbox, OutboxLimits};
-use super::{Clock, CloseInfo};
+use super::{Clock, CloseInfo, Entropy, EntropyFailed};
 use crate::proto::frame::{Compress, Encode, SharedBody, encode};
 use crate::proto::v2::{self, AckStatus, CloseCode, Message, Role};
 use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version, v1};
@@ -21,6 +21,41 @@ const PSK: [u8; 32] = [0x42; 32];
 
 fn uuid() -> Uuid {
     Uuid::from_text("0123456789abcdef0123456789abcdefA").unwrap()
+}
+
+/// A deterministic random source (splitmix64 from a seed): handshakes in
+/// these tests are the same bytes on every run.
+struct Seq(u64);
+
+impl Entropy for Seq {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyFailed> {
+        for chunk in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// A random source that has failed.
+struct Broken;
+
+impl Entropy for Broken {
+    fn fill(&mut self, _: &mut [u8]) -> Result<(), EntropyFailed> {
+        Err(EntropyFailed)
+    }
+}
+
+/// The time now, as a router that booted in 1970 sees it.
+fn now() -> Clock {
+    Clock {
+        mono: Instant::now(),
+        unix_ms: 0,
+    }
 }
 
 /// A keyring of one device key.
@@ -53,6 +88,8 @@ struct Net {
     agent: AgentSession,
     master: MasterSession,
     keys: OneKey,
+    /// The master's random source.
+    rng: Seq,
     agent_events: Vec<AgentEvent>,
     master_events: Vec<MasterEvent>,
     /// Deliver agent -> master bytes (false: they vanish, a half-open link).
@@ -67,12 +104,13 @@ impl Net {
             mono: Instant::now(),
             unix_ms: 0, // a router that booted in 1970
         };
-        let agent = AgentSession::new(a, RecentIds::new(16), now);
+        let agent = AgentSession::new(a, RecentIds::new(16), now, &mut Seq(2));
         Net {
-            master: MasterSession::new(Arc::new(m), now.mono),
+            master: MasterSession::new(Arc::new(m), now),
             agent,
             now,
             keys: OneKey(uuid(), PSK),
+            rng: Seq(3),
             agent_events: Vec::new(),
             master_events: Vec::new(),
             up: true,
@@ -95,7 +133,8 @@ impl Net {
             while let Some(b) = self.agent.poll_transmit() {
                 moved = true;
                 if self.up {
-                    self.master.handle_input(&b, self.now, &self.keys);
+                    self.master
+                        .handle_input(&b, self.now, &self.keys, &mut self.rng);
                 }
             }
             while let Some(b) = self.master.poll_transmit() {
@@ -129,7 +168,7 @@ impl Net {
             let step = t.saturating_duration_since(self.now.mono);
             self.now = self.now.advance(step);
             self.agent.handle_timeout(self.now);
-            self.master.handle_timeout(self.now.mono);
+            self.master.handle_timeout(self.now);
             self.pump();
             if self.agent.is_closed() && self.master.is_closed() {
                 break;
@@ -160,7 +199,7 @@ fn sealed_handshake_joins_after_key_confirmation() {
     // Agent -> master: the Noise message 1 only.
     let hello = n.agent.poll_transmit().unwrap();
     assert_eq!(&hello[..4], &[2, MsgType::Hello.as_u8(), 1, 0]);
-    n.master.handle_input(&hello, n.now, &n.keys);
+    n.master.handle_input(&hello, n.now, &n.keys, &mut Seq(1));
     // Not joined yet: message 1 alone could be a replay.
     assert!(n.master.poll_event().is_none());
     let welcome = n.master.poll_transmit().unwrap();
@@ -183,10 +222,10 @@ fn replayed_hello_never_joins() {
     // the handshake times out.
     let mut n = Net::new(agent_cfg(), master_cfg());
     let hello = n.agent.poll_transmit().unwrap();
-    let mut m = MasterSession::new(Arc::new(master_cfg()), n.now.mono);
-    m.handle_input(&hello, n.now, &n.keys);
+    let mut m = MasterSession::new(Arc::new(master_cfg()), n.now);
+    m.handle_input(&hello, n.now, &n.keys, &mut Seq(1));
     assert!(m.poll_transmit().is_some());
-    m.handle_timeout(n.now.mono + Duration::from_secs(10));
+    m.handle_timeout(n.now.advance(Duration::from_secs(10)));
     assert!(matches!(
         m.poll_event(),
         Some(MasterEvent::Closed(CloseInfo {
@@ -233,10 +272,14 @@ fn replayed_welcome_is_rejected_by_the_agent() {
     // sees that this master does not hold the session's keys.
     let mut n1 = Net::new(agent_cfg(), master_cfg());
     let hello = n1.agent.poll_transmit().unwrap();
-    n1.master.handle_input(&hello, n1.now, &n1.keys);
+    n1.master
+        .handle_input(&hello, n1.now, &n1.keys, &mut Seq(1));
     let old_welcome = n1.master.poll_transmit().unwrap();
 
     let mut n2 = Net::new(agent_cfg(), master_cfg());
+    // A new session draws fresh randomness (the same seed would make the
+    // old Welcome a perfect replay of this very handshake).
+    n2.agent = AgentSession::new(agent_cfg(), RecentIds::new(16), n2.now, &mut Seq(99));
     n2.agent.handle_input(&old_welcome, n2.now);
     n2.pump();
     let a = n2.agent_closed().unwrap();
@@ -325,12 +368,15 @@ fn keepalive_comes_from_the_master() {
 
 #[test]
 fn handshake_timeout_on_a_silent_connection() {
-    let t0 = Instant::now();
+    let t0 = Clock {
+        mono: Instant::now(),
+        unix_ms: 0,
+    };
     let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
-    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(10)));
-    m.handle_timeout(t0 + Duration::from_secs(9));
+    assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(10)));
+    m.handle_timeout(t0.advance(Duration::from_secs(9)));
     assert!(!m.is_closed());
-    m.handle_timeout(t0 + Duration::from_secs(10));
+    m.handle_timeout(t0.advance(Duration::from_secs(10)));
     assert!(m.is_closed());
 }
 
@@ -395,11 +441,11 @@ fn push_ack_and_redelivery_after_reconnect() {
     outbox.disconnected();
     let recent = std::mem::replace(
         &mut n.agent,
-        AgentSession::new(agent_cfg(), RecentIds::new(1), n.now),
+        AgentSession::new(agent_cfg(), RecentIds::new(1), n.now, &mut Seq(2)),
     )
     .into_recent();
-    n.agent = AgentSession::new(agent_cfg(), recent, n.now);
-    n.master = MasterSession::new(Arc::new(master_cfg()), n.now.mono);
+    n.agent = AgentSession::new(agent_cfg(), recent, n.now, &mut Seq(2));
+    n.master = MasterSession::new(Arc::new(master_cfg()), n.now);
     n.up = true;
     n.agent_events.clear();
     n.pump();
@@ -525,7 +571,7 @@ fn tampered_sealed_frame_closes_with_the_reason() {
     let mut f = n.agent.poll_transmit().unwrap();
     let last = f.len() - 1;
     f[last] ^= 0x80;
-    n.master.handle_input(&f, n.now, &n.keys);
+    n.master.handle_input(&f, n.now, &n.keys, &mut Seq(1));
     n.pump();
     let c = n.master_closed().unwrap();
     assert_eq!(
@@ -558,15 +604,14 @@ fn slow_consumer_is_closed() {
 
 #[test]
 fn newer_wire_version_gets_a_close_it_can_read() {
-    let t0 = Instant::now();
-    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    let mut m = MasterSession::new(Arc::new(master_cfg()), now());
     let mut f = [0u8; HEADER_LEN];
     f[0] = 3;
     f[1] = 1;
     f[4] = HEADER_LEN as u8;
     let crc = crc32fast::hash(&f[0..8]);
     f[8..12].copy_from_slice(&crc.to_le_bytes());
-    m.handle_input(&f, Clock::now(), &OneKey(uuid(), PSK));
+    m.handle_input(&f, now(), &OneKey(uuid(), PSK), &mut Seq(1));
     let reply = m.poll_transmit().unwrap();
     let mut d = FrameDecoder::new(1 << 20);
     d.feed(&reply).unwrap();
@@ -602,7 +647,7 @@ fn bad_frames_close_with_their_kind() {
             let crc = crc32fast::hash(&f[0..8]);
             f[8..12].copy_from_slice(&crc.to_le_bytes());
         }
-        n.master.handle_input(&f, n.now, &n.keys);
+        n.master.handle_input(&f, n.now, &n.keys, &mut Seq(1));
         n.pump();
         assert_eq!(n.master_closed().unwrap().frame_error, Some(kind), "{kind}");
     }
@@ -627,7 +672,7 @@ fn v1_frame(t: u8, cipher: u8, compress: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn legacy_master() -> MasterSession {
-    MasterSession::new(Arc::new(master_cfg()), Instant::now())
+    MasterSession::new(Arc::new(master_cfg()), now())
 }
 
 fn one_frame(bytes: &[u8]) -> crate::proto::Frame {
@@ -640,7 +685,7 @@ fn one_frame(bytes: &[u8]) -> crate::proto::Frame {
 fn legacy_key_request() {
     let mut m = legacy_master();
     let keys = OneKey(uuid(), PSK);
-    m.handle_input(&v1_frame(1, 1, 0, b"{}"), Clock::now(), &keys);
+    m.handle_input(&v1_frame(1, 1, 0, b"{}"), now(), &keys, &mut Seq(1));
     let reply = m.poll_transmit().unwrap();
     // type 2, cipher flag 0, compress echoed (0), the requester's uuid.
     assert_eq!(&reply[..4], &[1, 2, 0, 0]);
@@ -652,7 +697,7 @@ fn legacy_key_request() {
     assert_eq!(key.len(), 32);
     assert!(key.bytes().all(|b| b.is_ascii_alphanumeric()));
     // Same key for the same connection.
-    m.handle_input(&v1_frame(1, 0, 1, b""), Clock::now(), &keys);
+    m.handle_input(&v1_frame(1, 0, 1, b""), now(), &keys, &mut Seq(1));
     let f = one_frame(&m.poll_transmit().unwrap());
     assert!(f.header.compress);
     let again = crate::proto::compress::inflate_capped(&f.body, 1 << 20).unwrap();
@@ -666,7 +711,12 @@ fn legacy_heartbeat_reply_bytes() {
         mono: Instant::now(),
         unix_ms: 1_700_000_123_456,
     };
-    m.handle_input(&v1_frame(3, 0, 0, b""), now, &OneKey(uuid(), PSK));
+    m.handle_input(
+        &v1_frame(3, 0, 0, b""),
+        now,
+        &OneKey(uuid(), PSK),
+        &mut Seq(1),
+    );
     let body = br#"{"errCode":0,"msg":"success","data":{"heartbeat":1700000123}}"#;
     let mut expected = vec![1u8, 4, 0, 0];
     expected.extend_from_slice(&((HEADER_LEN + body.len()) as u32).to_le_bytes());
@@ -683,8 +733,9 @@ fn legacy_subscribe_and_fanout() {
     let keys = OneKey(uuid(), PSK);
     sub.handle_input(
         &v1_frame(5, 0, 0, br#"{"code":"demo","status":"1"}"#),
-        Clock::now(),
+        now(),
         &keys,
+        &mut Seq(1),
     );
     assert!(sub.poll_transmit().is_none(), "no reply on success");
     let events: Vec<_> = std::iter::from_fn(|| sub.poll_event()).collect();
@@ -695,7 +746,7 @@ fn legacy_subscribe_and_fanout() {
     let mut reporter = legacy_master();
     // A compressed report: the original forwarded it still deflated.
     let report = br#"{"cpu":"12%","path":"/var"}"#;
-    reporter.handle_input(&v1_frame(7, 0, 1, report), Clock::now(), &keys);
+    reporter.handle_input(&v1_frame(7, 0, 1, report), now(), &keys, &mut Seq(1));
     assert!(reporter.poll_transmit().is_none());
     let body = std::iter::from_fn(|| reporter.poll_event())
         .find_map(|e| match e {
@@ -719,8 +770,9 @@ fn legacy_bad_subscribe_gets_the_error_then_close() {
     let mut m = legacy_master();
     m.handle_input(
         &v1_frame(5, 0, 0, br#"{"status":"1"}"#),
-        Clock::now(),
+        now(),
         &OneKey(uuid(), PSK),
+        &mut Seq(1),
     );
     let f = m.poll_transmit().unwrap();
     assert_eq!(f[1], 6);
@@ -735,12 +787,22 @@ fn legacy_bad_subscribe_gets_the_error_then_close() {
 fn legacy_master_only_types_close_and_v1_can_be_disabled() {
     for t in [2u8, 4, 6] {
         let mut m = legacy_master();
-        m.handle_input(&v1_frame(t, 0, 0, b""), Clock::now(), &OneKey(uuid(), PSK));
+        m.handle_input(
+            &v1_frame(t, 0, 0, b""),
+            now(),
+            &OneKey(uuid(), PSK),
+            &mut Seq(1),
+        );
         assert!(m.is_closed(), "type {t}");
         assert!(m.poll_transmit().is_none());
     }
-    let mut m = MasterSession::new(Arc::new(MasterConfig::default()), Instant::now());
-    m.handle_input(&v1_frame(3, 0, 0, b""), Clock::now(), &OneKey(uuid(), PSK));
+    let mut m = MasterSession::new(Arc::new(MasterConfig::default()), now());
+    m.handle_input(
+        &v1_frame(3, 0, 0, b""),
+        now(),
+        &OneKey(uuid(), PSK),
+        &mut Seq(1),
+    );
     assert!(m.is_closed());
     let Some(MasterEvent::Closed(c)) = m.poll_event() else {
         panic!()
@@ -764,4 +826,50 @@ fn legacy_agent_against_master() {
     n.advance(Duration::from_secs(100));
     assert!(!n.agent.is_closed() && !n.master.is_closed());
     assert!(n.agent.counters().heartbeats >= 10);
+}
+
+#[test]
+fn a_session_pair_replays_byte_for_byte() {
+    // Time and randomness come from the caller: the same inputs give the
+    // same handshake and the same sealed frames, run after run.
+    let run = || {
+        let t0 = now();
+        let mut a = AgentSession::new(agent_cfg(), RecentIds::new(4), t0, &mut Seq(7));
+        let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+        let keys = OneKey(uuid(), PSK);
+        let mut wire = Vec::new();
+        let mut rng = Seq(8);
+        for _ in 0..3 {
+            while let Some(b) = a.poll_transmit() {
+                m.handle_input(&b, t0, &keys, &mut rng);
+                wire.push(b);
+            }
+            while let Some(b) = m.poll_transmit() {
+                a.handle_input(&b, t0);
+                wire.push(b);
+            }
+        }
+        assert!(a.is_open());
+        a.send_report(&v2::Report::default()).unwrap();
+        wire.extend(std::iter::from_fn(|| a.poll_transmit()));
+        wire
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_failed_random_source_closes_instead_of_handshaking() {
+    let t0 = now();
+    let mut a = AgentSession::new(agent_cfg(), RecentIds::new(4), t0, &mut Broken);
+    assert!(a.is_closed());
+    let closed = std::iter::from_fn(|| a.poll_event()).last();
+    assert!(
+        matches!(&closed, Some(AgentEvent::Closed(info)) if info.reason.contains("random")),
+        "{closed:?}"
+    );
+
+    let mut n = Net::new(agent_cfg(), master_cfg());
+    let hello = n.agent.poll_transmit().unwrap();
+    n.master.handle_input(&hello, n.now, &n.keys, &mut Broken);
+    assert!(n.master.is_closed());
 }
