@@ -43,7 +43,7 @@ use std::time::Instant;
 use report::Results;
 use scenarios::{Config, Sys};
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "heartbeat",
     "report",
     "fanout",
@@ -53,6 +53,7 @@ const ALL: [&str; 10] = [
     "idle",
     "agent",
     "legacy",
+    "shutdown",
     "sweep",
 ];
 
@@ -69,6 +70,7 @@ Scenarios (default: all; sweep only with --sweep):
   idle       server RSS per idle connection, at N/10, N/4, N/2, N
   agent      RSS and CPU of one real `edge-gw --agent` reporting every second
   legacy     wire v1 heartbeats, reports, push-subscribe fan-out
+  shutdown   SIGTERM to exit of a master holding --agents sealed agents (promise: 2 s)
   sweep      heartbeat round trips/s at each N of --sweep (throughput vs N plot)
 
 Options:
@@ -475,6 +477,7 @@ fn main() -> ExitCode {
             "idle" => scenarios::idle(c, &mut res),
             "agent" => scenarios::agent(c, &mut res),
             "legacy" => scenarios::legacy(c, &mut res),
+            "shutdown" => scenarios::shutdown(c, &mut res),
             _ => unreachable!("checked in parse"),
         }
     }

@@ -1376,3 +1376,76 @@ pub fn legacy(cfg: &Config, res: &mut Results) {
         }
     }
 }
+
+/// Scenario 10: SIGTERM to a master holding N sealed agents, until the
+/// process has closed every session with `shutdown`, synced the push log
+/// and exited. The README promises 2 s; the end-to-end test only checks a
+/// generous bound, because a loaded CI machine is no place for a timing
+/// assertion.
+pub fn shutdown(cfg: &Config, res: &mut Results) {
+    let n = cfg.agents;
+    for round in 0..cfg.rounds {
+        let r = (|| -> Result<f64, String> {
+            let mut t = start(cfg, Sys::Sealed, &cfg.base)?;
+            let psk = t.psk;
+            let mut run = Run::start(Spec {
+                name: "shutdown".into(),
+                target: t.addr,
+                clients: n,
+                threads: cfg.threads,
+                window: cfg.window,
+                ip_base: Some(0),
+                factory: Arc::new(move |i| {
+                    boxed(EdgeClient::new(&format!("sd-{i}"), psk, false, Work::Idle))
+                }),
+            });
+            run.open(Duration::from_secs(60))?;
+            run.wait_ready(Duration::from_secs(120))?;
+            let m = t._master.as_mut().ok_or("no master process")?;
+            let pid =
+                rustix::process::Pid::from_raw(m.server.pid() as i32).ok_or("bad master pid")?;
+            let t0 = Instant::now();
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                .map_err(|e| format!("SIGTERM: {e}"))?;
+            let took = loop {
+                match m.server.child.try_wait() {
+                    Ok(Some(st)) if st.success() => break t0.elapsed().as_secs_f64(),
+                    Ok(Some(st)) => return Err(format!("master exited with {st}")),
+                    Ok(None) if t0.elapsed() > Duration::from_secs(30) => {
+                        return Err("master still running 30 s after SIGTERM".into());
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(e) => return Err(format!("waiting for the master: {e}")),
+                }
+            };
+            run.stop();
+            Ok(took)
+        })();
+        match r {
+            Ok(took) => {
+                progress("shutdown", Sys::Sealed, n, round, &format!("{took:.3} s"));
+                res.add(Sample {
+                    scenario: "shutdown",
+                    system: Sys::Sealed.name().into(),
+                    n,
+                    round,
+                    value: took,
+                    unit: "s",
+                    server_cores: f64::NAN,
+                    gen_cores: f64::NAN,
+                    other_cores: f64::NAN,
+                    extra: json!({}),
+                });
+            }
+            Err(e) => res.fail(format!("shutdown N={n} round {round}: {e}")),
+        }
+    }
+    if let Some(t) = res.median_of("shutdown", Sys::Sealed.name(), n) {
+        res.target(
+            &format!("SIGTERM to exit with {n} sealed agents"),
+            format!("{t:.3} s"),
+            "≤ 2 s",
+            t <= 2.0,
+        );
+    }
+}

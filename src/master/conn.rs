@@ -104,29 +104,12 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
     let mut due = Deadlines::new(now.mono);
 
     loop {
-        // 1. Write what the session queued.
-        while let Some(bytes) = session.poll_transmit() {
-            match write_frame(&master, &mut stream, &bytes, None).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    let write_timeout = master.settings().write_timeout;
-                    session.close(
-                        CloseCode::SlowConsumer,
-                        &format!(
-                            "slow consumer: a write stalled for {} s",
-                            write_timeout.as_secs()
-                        ),
-                    );
-                    master.lock_registry().send_failed(id);
-                    break;
-                }
-                Err(e) => {
-                    session.handle_eof(&format!("write failed: {e}"));
-                    break;
-                }
-            }
-        }
-        // 2. Session events (and, now and then, traffic) into the registry.
+        // 1. Session events (and, now and then, traffic) into the registry,
+        //    before the replies to the same input go out: a peer that has
+        //    read our answer to its Subscribe (or its Hello) may rely on the
+        //    subscription (or the join) being in effect. Writing first let a
+        //    report on another connection miss a subscriber that had already
+        //    seen its heartbeat answered (a flaky e2e test found it).
         let now = Instant::now();
         if session.has_events()
             || session.is_closed()
@@ -153,6 +136,32 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
                 }
             }
             break;
+        }
+        // 2. Write what the session queued.
+        while let Some(bytes) = session.poll_transmit() {
+            match write_frame(&master, &mut stream, &bytes, None).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let write_timeout = master.settings().write_timeout;
+                    session.close(
+                        CloseCode::SlowConsumer,
+                        &format!(
+                            "slow consumer: a write stalled for {} s",
+                            write_timeout.as_secs()
+                        ),
+                    );
+                    master.lock_registry().send_failed(id);
+                    break;
+                }
+                Err(e) => {
+                    session.handle_eof(&format!("write failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if session.is_closed() {
+            // A failed write closed it: the next turn reports the close.
+            continue;
         }
         // 3. Wait for input, a command or a deadline.
         due.arm(session.poll_timeout());
