@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use event_listener::{Event, EventListener};
 
 use super::api::{agent_json, point_json};
-use super::registry::{FleetEvent, Registry};
+use crate::master::registry::{FleetEvent, Registry};
 
 /// Events queued per watcher before it is dropped as too slow.
 pub const MAX_QUEUED: usize = 1024;
@@ -82,7 +82,7 @@ impl Watchers {
         list.retain(|w| {
             let mut q = w.queue.lock().unwrap_or_else(|p| p.into_inner());
             for m in &msgs {
-                if !super::push_bounded(&mut q, m.clone(), MAX_QUEUED) {
+                if !crate::master::push_bounded(&mut q, m.clone(), MAX_QUEUED) {
                     w.overflowed.store(true, Ordering::Relaxed);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     w.notify.notify(1);

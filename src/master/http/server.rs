@@ -11,7 +11,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Executor, Timer};
 
-use super::Master;
+use crate::master::Master;
 
 /// Largest request head.
 const MAX_HEAD: usize = 16 * 1024;

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::Master;
+use crate::master::Master;
 use crate::proto::MsgType;
 
 /// Escapes a label value.
@@ -186,7 +186,7 @@ pub fn render(m: &Master) -> String {
     type Gauge = (
         &'static str,
         &'static str,
-        fn(&super::registry::Agent) -> Option<f64>,
+        fn(&crate::master::registry::Agent) -> Option<f64>,
     );
     let gauges: [Gauge; 7] = [
         (

@@ -14,9 +14,9 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::Master;
-use super::http::{Reply, Request};
-use super::registry::{Agent, Delivery, Latest, Point, Registry};
+use super::server::{Reply, Request};
+use crate::master::registry::{Agent, Delivery, Latest, Point, Registry};
+use crate::master::{Master, PushError};
 use crate::proto::Uuid;
 use crate::proto::v2;
 use crate::session::outbox::OverflowKind;
@@ -183,17 +183,15 @@ async fn push(m: &Master, r: &Request) -> Reply {
             202,
             &json!({ "id": id, "targets": targets.iter().map(|u| u.to_string()).collect::<Vec<_>>() }),
         ),
-        Err(super::PushError::Full(OverflowKind::Messages)) => {
+        Err(PushError::Full(OverflowKind::Messages)) => {
             Reply::error(429, "an agent's push queue is full (messages); retry later")
         }
-        Err(super::PushError::Full(OverflowKind::Bytes)) => {
+        Err(PushError::Full(OverflowKind::Bytes)) => {
             Reply::error(507, "an agent's push queue is full (bytes); retry later")
         }
-        Err(super::PushError::TooLarge(max)) => {
-            Reply::error(413, &format!("push body over {max} bytes"))
-        }
-        Err(super::PushError::Store(e)) => Reply::error(500, &format!("push log: {e}")),
-        Err(super::PushError::ShuttingDown) => Reply::error(503, "master is shutting down"),
+        Err(PushError::TooLarge(max)) => Reply::error(413, &format!("push body over {max} bytes")),
+        Err(PushError::Store(e)) => Reply::error(500, &format!("push log: {e}")),
+        Err(PushError::ShuttingDown) => Reply::error(503, "master is shutting down"),
     }
 }
 
