@@ -34,7 +34,10 @@ impl Out {
     }
 }
 
-/// Renders every metric.
+/// Renders every metric, for `GET /metrics`. Holds the registry lock only
+/// for the fleet figures and releases it before reading `/proc` and the
+/// push log's figures, so a scrape delays the agents' tasks as little as
+/// possible.
 pub fn render(m: &Master) -> String {
     let reg = m.lock_registry();
     let c = &reg.counters;
