@@ -27,25 +27,22 @@ use crate::session::liveness::Keepalive;
 use crate::session::master::MasterConfig;
 use crate::session::outbox::OutboxLimits;
 
-pub mod api;
 pub mod client;
 pub mod conn;
 pub mod conn_handle;
 pub mod http;
 pub mod listener;
-pub mod metrics;
 pub mod registry;
 pub mod settings;
 pub mod state_dir;
 pub mod store;
 pub mod store_thread;
-pub mod watchers;
 
+use http::Watchers;
 use registry::Registry;
 use settings::Settings;
 use store::Store;
 use store_thread::{StoreStats, StoreThread};
-use watchers::Watchers;
 
 /// Everything the master's tasks share.
 pub struct Master {

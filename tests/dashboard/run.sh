@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the master dashboard (src/master/dashboard.html) in
+# End-to-end test of the master dashboard (src/master/http/dashboard.html) in
 # headless Chromium: builds edge-gw, starts a real master and two real
 # agents on loopback, drives the page with playwright-core
 # (dashboard.test.mjs), then checks that the push typed into the page

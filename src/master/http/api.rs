@@ -1,5 +1,6 @@
-//! The HTTP routes: JSON API under `/api/` (bearer token), Prometheus
-//! metrics at `/metrics`, the dashboard at `/`.
+//! The JSON API under `/api/`: what operators and the dashboard use to see
+//! the fleet and push to it. Every call needs the bearer token (checked by
+//! `routes` before anything here runs).
 //!
 //! | method | path | answer |
 //! |---|---|---|
@@ -14,56 +15,22 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::Master;
-use super::http::{Reply, Request};
-use super::registry::{Agent, Delivery, Latest, Point, Registry};
+use super::json_views::agent_json;
+use super::reply::Reply;
+use super::request::Request;
+use crate::master::registry::Delivery;
+use crate::master::{Master, PushError};
 use crate::proto::Uuid;
 use crate::proto::v2;
 use crate::session::outbox::OverflowKind;
 
-/// The dashboard page, embedded in the binary.
-pub const DASHBOARD: &str = include_str!("dashboard.html");
-
-/// Routes one request. Async because a push waits for its fsync on the
-/// store thread.
-pub async fn route(m: &Master, r: &Request) -> Reply {
-    let path = r.path.as_str();
-    match (r.method.as_str(), path) {
-        ("GET", "/") | ("GET", "/index.html") => Reply::Full {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: DASHBOARD.as_bytes().to_vec(),
-        },
-        ("GET", "/metrics") => Reply::Full {
-            status: 200,
-            content_type: "text/plain; version=0.0.4",
-            body: super::metrics::render(m).into_bytes(),
-        },
-        ("GET", "/healthz") => Reply::Full {
-            status: 200,
-            content_type: "text/plain",
-            body: b"ok\n".to_vec(),
-        },
-        _ if path.starts_with("/api/") => {
-            let token = r.bearer.as_deref().or(r.param("token"));
-            if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), m.token.as_bytes())) {
-                return Reply::error(
-                    401,
-                    "missing or wrong bearer token (see STATE_DIR/api.token)",
-                );
-            }
-            api(m, r).await
-        }
-        _ => Reply::error(404, "no such page"),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn api(m: &Master, r: &Request) -> Reply {
-    let rest = &r.path["/api/".len()..];
+/// Answers a request under `/api/` whose token `routes` has
+/// already checked. Async because a push waits for its fsync on the store
+/// thread.
+pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
+    let Some(rest) = r.path.strip_prefix("/api/") else {
+        return Reply::error(404, "no such API path");
+    };
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
     match (r.method.as_str(), head, tail) {
         ("GET", "status", "") => Reply::json(200, &status(m)),
@@ -183,17 +150,15 @@ async fn push(m: &Master, r: &Request) -> Reply {
             202,
             &json!({ "id": id, "targets": targets.iter().map(|u| u.to_string()).collect::<Vec<_>>() }),
         ),
-        Err(super::PushError::Full(OverflowKind::Messages)) => {
+        Err(PushError::Full(OverflowKind::Messages)) => {
             Reply::error(429, "an agent's push queue is full (messages); retry later")
         }
-        Err(super::PushError::Full(OverflowKind::Bytes)) => {
+        Err(PushError::Full(OverflowKind::Bytes)) => {
             Reply::error(507, "an agent's push queue is full (bytes); retry later")
         }
-        Err(super::PushError::TooLarge(max)) => {
-            Reply::error(413, &format!("push body over {max} bytes"))
-        }
-        Err(super::PushError::Store(e)) => Reply::error(500, &format!("push log: {e}")),
-        Err(super::PushError::ShuttingDown) => Reply::error(503, "master is shutting down"),
+        Err(PushError::TooLarge(max)) => Reply::error(413, &format!("push body over {max} bytes")),
+        Err(PushError::Store(e)) => Reply::error(500, &format!("push log: {e}")),
+        Err(PushError::ShuttingDown) => Reply::error(503, "master is shutting down"),
     }
 }
 
@@ -254,112 +219,4 @@ fn status(m: &Master) -> Value {
             "max_connections": s.max_connections,
         },
     })
-}
-
-/// A health point as JSON.
-pub fn point_json(p: &Point) -> Value {
-    json!({
-        "unix_ms": p.unix_ms,
-        "cpu": round1(f64::from(p.cpu)),
-        "mem": round1(f64::from(p.mem)),
-        "load1": (f64::from(p.load1) * 100.0).round() / 100.0,
-        "rx_bps": p.rx_bps.round(),
-        "tx_bps": p.tx_bps.round(),
-    })
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn health_json(h: &v2::Health) -> Value {
-    json!({
-        "uptime_s": h.uptime_s,
-        "cpu_percent": f64::from(h.cpu_permille) / 10.0,
-        "cpu_cores_percent": h.cpu_cores.iter().map(|&c| f64::from(c) / 10.0).collect::<Vec<_>>(),
-        "load": h.load_x100.iter().map(|&l| f64::from(l) / 100.0).collect::<Vec<_>>(),
-        "memory_kb": {
-            "total": h.memory.total_kb, "available": h.memory.available_kb,
-            "free": h.memory.free_kb, "buffers": h.memory.buffers_kb, "cached": h.memory.cached_kb,
-        },
-        "processes": h.processes,
-        "net": h.net.iter().map(|n| json!({
-            "name": n.name, "rx_bytes": n.rx_bytes, "tx_bytes": n.tx_bytes,
-            "rx_packets": n.rx_packets, "tx_packets": n.tx_packets,
-            "rx_errors": n.rx_errors, "tx_errors": n.tx_errors,
-        })).collect::<Vec<_>>(),
-        "fs": h.fs.iter().map(|f| json!({"mount": f.mount, "total_kb": f.total_kb, "avail_kb": f.avail_kb})).collect::<Vec<_>>(),
-        "temps": h.temps.iter().map(|t| json!({"zone": t.zone, "celsius": f64::from(t.milli_c) / 1000.0})).collect::<Vec<_>>(),
-        "conntrack": h.conntrack,
-        "custom": h.custom.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-    })
-}
-
-/// An agent as JSON; `detail` adds the full latest health and history.
-pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
-    let now = std::time::Instant::now();
-    let _ = reg; // kept for group-level fields later
-    let s = &a.stats;
-    let mut v = json!({
-        "uuid": a.uuid.to_string(),
-        "group": a.group,
-        "online": a.online(),
-        "address": a.addr.map(|x| x.to_string()),
-        "wire": a.version.map(|v| format!("v{}", v.as_u8())),
-        "sealed": a.sealed,
-        "software": a.software,
-        "connected_since_unix_ms": a.connected_since.map(|c| c.1),
-        "last_seen_unix_ms": a.last_seen.map(|c| c.1),
-        "last_seen_ago_s": a.last_seen.map(|c| now.saturating_duration_since(c.0).as_secs()),
-        "latest": a.history.back().map(point_json),
-        "pushes_queued": a.outbox.len(),
-        "counters": {
-            "frames_in": s.frames_in, "frames_out": s.frames_out,
-            "bytes_in": s.bytes_in, "bytes_out": s.bytes_out,
-            "reports": s.reports, "sessions": s.sessions, "evictions": s.evictions,
-            "errors": s.errors, "send_failures": s.send_failures,
-            "pushes_delivered": s.pushes_delivered, "pushes_duplicate": s.pushes_duplicate,
-            "pushes_refused": s.pushes_refused, "agent_dropped_reports": s.agent_dropped_reports,
-        },
-        "last_close": a.last_close.as_ref().map(|c| json!({"code": c.code, "reason": c.reason, "unix_ms": c.unix_ms})),
-    });
-    if detail && let Value::Object(o) = &mut v {
-        o.insert(
-            "health".into(),
-            match &a.latest {
-                Some(Latest::V2(r)) => json!({
-                    "seq": r.seq, "unix_ms": r.unix_ms, "age_ms": r.age_ms,
-                    "dropped": r.dropped, "host": health_json(&r.health),
-                }),
-                Some(Latest::Legacy(text)) => json!({ "legacy_body": text }),
-                None => Value::Null,
-            },
-        );
-        o.insert(
-            "history".into(),
-            Value::Array(a.history.iter().map(point_json).collect()),
-        );
-        o.insert(
-            "pushes".into(),
-            Value::Array(
-                a.outbox
-                    .ids()
-                    .map(|(id, sent)| json!({"id": id, "in_flight": sent}))
-                    .collect(),
-            ),
-        );
-    }
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
 }

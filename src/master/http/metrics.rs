@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::Master;
+use crate::master::Master;
 use crate::proto::MsgType;
 
 /// Escapes a label value.
@@ -34,7 +34,10 @@ impl Out {
     }
 }
 
-/// Renders every metric.
+/// Renders every metric, for `GET /metrics`. Holds the registry lock only
+/// for the fleet figures and releases it before reading `/proc` and the
+/// push log's figures, so a scrape delays the agents' tasks as little as
+/// possible.
 pub fn render(m: &Master) -> String {
     let reg = m.lock_registry();
     let c = &reg.counters;
@@ -186,7 +189,7 @@ pub fn render(m: &Master) -> String {
     type Gauge = (
         &'static str,
         &'static str,
-        fn(&super::registry::Agent) -> Option<f64>,
+        fn(&crate::master::registry::Agent) -> Option<f64>,
     );
     let gauges: [Gauge; 7] = [
         (

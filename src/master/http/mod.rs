@@ -1,0 +1,39 @@
+//! The master's HTTP side: what operators, dashboards and Prometheus see.
+//!
+//! Served on the `--http` address (one listener, plain HTTP/1.1; by default
+//! on loopback, `127.0.0.1:9580`):
+//!
+//! | path | what | auth |
+//! |---|---|---|
+//! | `/`, `/index.html` | the dashboard page ([`dashboard`]) | none: the page asks for the token |
+//! | `/metrics` | Prometheus text ([`metrics`]) | none |
+//! | `/healthz` | `ok` | none |
+//! | `/api/...` | the JSON API ([`api`]) and the live event stream ([`events`]) | bearer token |
+//!
+//! Auth: every `/api/` call needs the token from `STATE_DIR/api.token`, as
+//! `Authorization: Bearer TOKEN` or, for clients that cannot set headers
+//! (the browser's `EventSource`), `?token=TOKEN`; it is compared in
+//! constant time ([`routes`]).
+//!
+//! Limits ([`server`]): request heads up to 16 KiB, bodies up to twice the
+//! frame size, no chunked bodies, at most 256 open connections, 30 s idle
+//! timeout; each event stream queues at most
+//! [`events::MAX_QUEUED`] events before it is cut.
+//!
+//! The modules depend on each other one way only: [`server`] → [`routes`]
+//! → [`api`], [`metrics`], [`dashboard`]; [`server`] → [`events`];
+//! [`api`] and [`events`] → [`json_views`]; the leaves [`request`],
+//! [`reply`] and [`json_views`] import nothing else from here.
+
+pub mod api;
+pub mod dashboard;
+pub mod events;
+pub mod json_views;
+pub mod metrics;
+pub mod reply;
+pub mod request;
+pub mod routes;
+pub mod server;
+
+pub use events::Watchers;
+pub use server::accept_loop;

@@ -1,0 +1,66 @@
+//! The routing table: which handler answers which request, and the token
+//! check that guards everything under `/api/`.
+//!
+//! Separate from `server` (which only moves bytes) and from
+//! [`super::api`] (which only answers authenticated API calls), so the
+//! server depends on the routes and the routes on the handlers, never the
+//! other way round.
+
+use super::api;
+use super::dashboard::DASHBOARD;
+use super::metrics;
+use super::reply::Reply;
+use super::request::Request;
+use crate::master::Master;
+
+/// Routes one request to its handler. Async because a push waits for its
+/// fsync on the store thread.
+pub async fn route(m: &Master, r: &Request) -> Reply {
+    let path = r.path.as_str();
+    match (r.method.as_str(), path) {
+        ("GET", "/") | ("GET", "/index.html") => Reply::Full {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD.as_bytes().to_vec(),
+        },
+        ("GET", "/metrics") => Reply::Full {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: metrics::render(m).into_bytes(),
+        },
+        ("GET", "/healthz") => Reply::Full {
+            status: 200,
+            content_type: "text/plain",
+            body: b"ok\n".to_vec(),
+        },
+        _ if path.starts_with("/api/") => {
+            let token = r.bearer.as_deref().or(r.param("token"));
+            if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), m.token.as_bytes())) {
+                return Reply::error(
+                    401,
+                    "missing or wrong bearer token (see STATE_DIR/api.token)",
+                );
+            }
+            api::answer(m, r).await
+        }
+        _ => Reply::error(404, "no such page"),
+    }
+}
+
+/// Compares without an early exit, so the answer time does not tell how
+/// many leading bytes of a guessed token were right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
