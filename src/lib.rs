@@ -6,7 +6,7 @@
 //! (`agent`, `master`). The roles are thin smol shells around [`session`].
 #![forbid(unsafe_code)]
 
-pub mod config;
+pub mod cli;
 pub mod keys;
 pub mod logger;
 pub mod proto;

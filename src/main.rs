@@ -12,8 +12,10 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use edge_gw::config::{
-    self, AgentOptions, ClientCommand, ClientOptions, LocalCommand, MasterOptions, WireVersion,
+use edge_gw::cli::host_port::split_host_port;
+use edge_gw::cli::options::{
+    self as config, AgentOptions, ClientCommand, ClientOptions, LocalCommand, MasterOptions,
+    WireVersion,
 };
 use edge_gw::keys::{self, KeyTarget, KeygenOptions};
 use edge_gw::logger;
@@ -215,7 +217,7 @@ fn number(
 /// `any_port` is set.
 fn address(p: &mut lexopt::Parser, name: &str, any_port: bool) -> Result<String, Usage> {
     let value = text(p, name)?;
-    match config::split_host_port(&value) {
+    match split_host_port(&value) {
         Ok((_, 0)) if !any_port => Err(bad_value(name, &value, "the port must not be 0")),
         Ok(_) => Ok(value),
         Err(why) => Err(bad_value(name, &value, &why)),

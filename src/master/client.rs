@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::{ClientCommand, ClientOptions};
+use crate::cli::options::{ClientCommand, ClientOptions};
 
 /// Runs one client command.
 pub fn run(opts: &ClientOptions, cmd: &ClientCommand) -> Result<(), String> {
     let http = opts
         .http
         .clone()
-        .unwrap_or_else(|| crate::config::DEFAULT_HTTP.to_string());
+        .unwrap_or_else(|| crate::cli::options::DEFAULT_HTTP.to_string());
     let token_file = opts.token_file.clone().unwrap_or_else(|| {
         super::state_dir::token_path(
             &opts

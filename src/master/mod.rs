@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use smol::Async;
 
-use crate::config::MasterOptions;
+use crate::cli::options::MasterOptions;
 use crate::keys::{AgentKey, Keyring, Psk};
 use crate::proto::frame::Compress;
 use crate::proto::{Uuid, v2};
