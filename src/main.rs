@@ -833,7 +833,7 @@ fn run_agent(_opts: AgentOptions) -> ExitCode {
 
 #[cfg(feature = "master")]
 fn run_client(opts: ClientOptions, cmd: ClientCommand) -> ExitCode {
-    outcome(edge_gw::master::client::run(&opts, &cmd))
+    outcome(edge_gw::cli::api_client::run(&opts, &cmd))
 }
 
 #[cfg(not(feature = "master"))]

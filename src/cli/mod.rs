@@ -2,5 +2,7 @@
 //!
 //! (Being moved here from `src/main.rs`.)
 
+#[cfg(feature = "master")]
+pub mod api_client;
 pub mod host_port;
 pub mod options;

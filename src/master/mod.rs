@@ -28,7 +28,6 @@ use crate::session::outbox::OutboxLimits;
 use crate::session::{Clock, TxLimits};
 
 pub mod api;
-pub mod client;
 pub mod conn;
 pub mod conn_handle;
 pub mod http;
