@@ -1,8 +1,9 @@
 //! edge-gw: an edge monitoring gateway.
 //!
-//! The library holds everything but the command line: the wire protocol
-//! ([`proto`]), the sans-I/O session state machines ([`session`]), key
-//! handling ([`keys`]) and the two roles, each behind its Cargo feature
+//! The library holds everything; the binary (`src/main.rs`) only
+//! dispatches. Here are the wire protocol ([`proto`]), the sans-I/O
+//! session state machines ([`session`]), key handling ([`keys`]), the
+//! command line ([`cli`]) and the two roles, each behind its Cargo feature
 //! (`agent`, `master`). The roles are thin smol shells around [`session`].
 #![forbid(unsafe_code)]
 
