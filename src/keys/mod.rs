@@ -9,7 +9,7 @@
 //! Secrets never travel on the command line (it is visible in `ps` and in
 //! shell history): keys are only generated here and read from files.
 //!
-//! One file per concept: [`psk`](Psk) the key, `uuid` the uuid rule shared
+//! One file per concept: `psk` the key, `uuid` the uuid rule shared
 //! by both formats, `agent_key_file` and `keyring` the two file formats,
 //! `secret_file` what those formats share, `keygen` the writer, `error`
 //! what can go wrong. Everything is re-exported here, so callers name
