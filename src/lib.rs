@@ -1,13 +1,14 @@
 //! edge-gw: an edge monitoring gateway.
 //!
-//! The library holds everything but the command line: the wire protocol
-//! ([`proto`]), the sans-I/O session state machines ([`session`]), key
-//! handling ([`keys`]), the clock and random source the shells hand the
-//! core ([`os`]) and the two roles, each behind its Cargo feature
+//! The library holds everything; the binary (`src/main.rs`) only
+//! dispatches. Here are the wire protocol ([`proto`]), the sans-I/O
+//! session state machines ([`session`]), key handling ([`keys`]), the
+//! clock and random source the shells hand the core ([`os`]), the
+//! command line ([`cli`]) and the two roles, each behind its Cargo feature
 //! (`agent`, `master`). The roles are thin smol shells around [`session`].
 #![forbid(unsafe_code)]
 
-pub mod config;
+pub mod cli;
 pub mod keys;
 pub mod logger;
 pub mod os;

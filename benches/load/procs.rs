@@ -308,7 +308,7 @@ impl Master {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, String> {
-        edge_gw::master::client::request(&self.http, &self.token, method, path, body)
+        edge_gw::cli::api_client::request(&self.http, &self.token, method, path, body)
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -277,9 +277,9 @@ pub fn client_take(
 /// 4 inbox empty.
 pub fn run_cli(
     state_dir: Option<PathBuf>,
-    cmd: &crate::config::LocalCommand,
+    cmd: &crate::cli::options::LocalCommand,
 ) -> Result<u8, String> {
-    use crate::config::LocalCommand;
+    use crate::cli::options::LocalCommand;
     let path = socket_path(&state_dir.unwrap_or_else(super::default_state_dir));
     match cmd {
         LocalCommand::Report(pairs) => client_report(&path, pairs).map(|()| 0),

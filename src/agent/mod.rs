@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use smol::LocalExecutor;
 use smol::future::FutureExt;
 
-use crate::config::{AgentOptions, WireVersion};
+use crate::cli::options::{AgentOptions, WireVersion};
 use crate::keys::AgentKey;
 use crate::proto::Uuid;
 use crate::proto::frame::Compress;

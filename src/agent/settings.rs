@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{AgentOptions, DEFAULT_INTERVAL_SECS, INTERVAL_RANGE, WireVersion};
+use crate::cli::options::{AgentOptions, DEFAULT_INTERVAL_SECS, INTERVAL_RANGE, WireVersion};
 
 /// Fully resolved agent settings.
 #[derive(Clone, Debug, PartialEq, Eq)]

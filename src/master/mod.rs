@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use smol::Async;
 
-use crate::config::MasterOptions;
+use crate::cli::options::MasterOptions;
 use crate::keys::{AgentKey, Keyring, Psk};
 use crate::proto::frame::Compress;
 use crate::proto::{Uuid, v2};
@@ -27,7 +27,6 @@ use crate::session::liveness::Keepalive;
 use crate::session::master::MasterConfig;
 use crate::session::outbox::OutboxLimits;
 
-pub mod client;
 pub mod conn;
 pub mod conn_handle;
 pub mod http;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::MasterOptions;
+use crate::cli::options::MasterOptions;
 
 /// Fully resolved master settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +133,7 @@ impl Settings {
         let s = Settings {
             listen: if opts.listen.is_empty() {
                 file.listen
-                    .unwrap_or_else(|| vec![crate::config::DEFAULT_LISTEN.into()])
+                    .unwrap_or_else(|| vec![crate::cli::options::DEFAULT_LISTEN.into()])
             } else {
                 opts.listen.clone()
             },
@@ -141,7 +141,7 @@ impl Settings {
                 .http
                 .clone()
                 .or(file.http)
-                .unwrap_or_else(|| crate::config::DEFAULT_HTTP.into()),
+                .unwrap_or_else(|| crate::cli::options::DEFAULT_HTTP.into()),
             state_dir,
             keyring,
             legacy_v1: opts.legacy_v1 || file.legacy_v1.unwrap_or(false),
@@ -149,12 +149,12 @@ impl Settings {
             heartbeat: secs(
                 opts.heartbeat_secs
                     .or(file.heartbeat)
-                    .unwrap_or(crate::config::DEFAULT_HEARTBEAT_SECS),
+                    .unwrap_or(crate::cli::options::DEFAULT_HEARTBEAT_SECS),
             ),
             miss_limit: opts
                 .miss_limit
                 .or(file.miss_limit)
-                .unwrap_or(crate::config::DEFAULT_MISS_LIMIT),
+                .unwrap_or(crate::cli::options::DEFAULT_MISS_LIMIT),
             handshake_timeout: secs(file.handshake_timeout.unwrap_or(10)),
             max_connections: opts
                 .max_connections

@@ -135,7 +135,7 @@ pub fn drop_privileges(user: &str, state_dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MasterOptions;
+    use crate::cli::options::MasterOptions;
 
     #[test]
     fn first_start_creates_secrets_0600_and_second_start_reuses() {

@@ -191,7 +191,7 @@ impl Master {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, String> {
-        edge_gw::master::client::request(
+        edge_gw::cli::api_client::request(
             &format!("127.0.0.1:{}", self.http),
             &self.token,
             method,

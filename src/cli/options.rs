@@ -1,10 +1,14 @@
-//! Runtime configuration of the roles.
+//! The options the command line hands to each mode: plain structs, filled
+//! by [`super::parse`] and nothing else.
 //!
-//! Plain option structs, filled today by the command line (`src/main.rs`).
-//! Later the role issues (#3 master, #4 agent) will also read TOML config
-//! files into these same structs; the command line should then override the
-//! file. Keep every default in the `DEFAULT_*` constants below so help text,
-//! `Default` impls and config files cannot disagree.
+//! A field is `None` (or an empty list) when the option was not given; the
+//! role then takes the value from its `--config` file, else the built-in
+//! default. Reading those files is the role's job, not this module's:
+//! `master::settings` reads the master's TOML file, `agent::settings` the
+//! agent's flat TOML subset, and both apply the command line last so it
+//! wins. Every default lives in the `DEFAULT_*` constants below so the
+//! manual (`--help`), the settings code and the config files cannot
+//! disagree.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -169,33 +173,6 @@ pub enum LocalCommand {
     },
 }
 
-/// Splits `HOST:PORT` into host and port, checking that it looks right.
-///
-/// The host is a name, an IPv4 address or a bracketed IPv6 address
-/// (`[::1]:9503`); it is not resolved here. Port 0 is returned as is; the
-/// caller decides whether "any free port" makes sense.
-pub fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err("expected HOST:PORT, e.g. master.example.net:9503".into());
-    };
-    if let Some(inner) = host.strip_prefix('[') {
-        if inner.strip_suffix(']').is_none_or(str::is_empty) {
-            return Err("a bracketed IPv6 host must look like [::1]".into());
-        }
-    } else if host.contains(':') {
-        return Err("write IPv6 addresses in brackets, e.g. [::1]:9503".into());
-    } else if host.is_empty() {
-        return Err("the host before ':' is missing".into());
-    }
-    if host.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err("the host contains a space or '/'".into());
-    }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("the port {port:?} is not a number from 0 to 65535"))?;
-    Ok((host, port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,25 +195,5 @@ mod tests {
         assert_eq!(WireVersion::from_name("V2"), Some(WireVersion::V2));
         assert_eq!(WireVersion::from_name("2"), None);
         assert_eq!(WireVersion::V1.to_string(), "v1");
-    }
-
-    #[test]
-    fn host_port() {
-        assert_eq!(split_host_port("m.example:9503"), Ok(("m.example", 9503)));
-        assert_eq!(split_host_port("10.0.0.1:0"), Ok(("10.0.0.1", 0)));
-        assert_eq!(split_host_port("[::1]:80"), Ok(("[::1]", 80)));
-        for bad in [
-            "host",
-            ":80",
-            "host:",
-            "host:x",
-            "host:70000",
-            "::1:80",
-            "[]:80",
-            "[::1:80",
-            "a b:1",
-        ] {
-            assert!(split_host_port(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -2,6 +2,11 @@
 //! WorkerMan-style table: a global block, then one row per agent),
 //! `edge-gw agents` (JSON) and `edge-gw push`. They find the token in the
 //! master's state directory or take `--token-file`.
+//!
+//! Part of the command line, not of the master: it runs in a separate,
+//! short-lived process and talks to the master only over HTTP. It is built
+//! with the `master` feature because it shares the master's JSON and HTTP
+//! parsing crates and its state-directory layout.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,20 +15,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::{ClientCommand, ClientOptions};
+use crate::cli::options::{ClientCommand, ClientOptions};
 
 /// Runs one client command.
 pub fn run(opts: &ClientOptions, cmd: &ClientCommand) -> Result<(), String> {
     let http = opts
         .http
         .clone()
-        .unwrap_or_else(|| crate::config::DEFAULT_HTTP.to_string());
+        .unwrap_or_else(|| crate::cli::options::DEFAULT_HTTP.to_string());
     let token_file = opts.token_file.clone().unwrap_or_else(|| {
-        super::state_dir::token_path(
+        crate::master::state_dir::token_path(
             &opts
                 .state_dir
                 .clone()
-                .unwrap_or_else(super::settings::default_state_dir),
+                .unwrap_or_else(crate::master::settings::default_state_dir),
         )
     });
     let token = read_token(&token_file)?;

@@ -1,0 +1,30 @@
+//! The `edge-gw` command line: one binary, many modes.
+//!
+//! `edge-gw --master` and `edge-gw --agent HOST:PORT` run the two roles;
+//! `keygen`, `status`, `agents`, `push`, `report` and `inbox` are one-shot
+//! subcommands. This module turns `argv` into a [`Command`] ([`parse`]),
+//! prints the manual ([`manual`]), starts logging ([`logging`]) and runs
+//! the chosen mode ([`roles`], [`subcommands`]), turning the outcome into
+//! the exit statuses the manual promises ([`exit`]). `src/main.rs` only
+//! wires these together.
+//!
+//! Roles left out of the build (Cargo features `agent`, `master`) are still
+//! parsed, so usage errors look the same in every build, but running them
+//! exits with status 3 and no code of the missing role is linked in.
+
+#[cfg(feature = "master")]
+pub mod api_client;
+pub mod command;
+pub mod exit;
+pub mod host_port;
+pub mod logging;
+pub mod manual;
+mod option_value;
+pub mod options;
+pub mod output;
+pub mod parse;
+pub mod roles;
+pub mod subcommands;
+
+pub use command::{Action, Command};
+pub use parse::Usage;
