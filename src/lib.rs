@@ -7,6 +7,14 @@
 //! command line ([`cli`]) and the two roles, each behind its Cargo feature
 //! (`agent`, `master`). The roles are thin smol shells around [`session`].
 #![forbid(unsafe_code)]
+// Kept so by CI (`cargo clippy -- -D warnings`): every public item says
+// what it is for, and library code returns errors instead of panicking
+// (tests may unwrap).
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod cli;
 pub mod keys;

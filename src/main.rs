@@ -4,6 +4,12 @@
 //! Everything else lives in the library, in [`edge_gw::cli`] (parsing,
 //! manual, exit statuses, running the modes), so it can be tested there and
 //! this file stays a table of contents.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::process::ExitCode;
 
