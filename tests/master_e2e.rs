@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use edge_gw::proto::frame::{Compress, Encode, encode};
 use edge_gw::proto::v2::{CloseCode, Message};
-use edge_gw::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
+use edge_gw::proto::{FrameDecoder, FrameError, HEADER_LEN, MsgType, Uuid, Version};
 use edge_gw::session::agent::{AgentConfig, AgentSession};
 use edge_gw::session::dedup::RecentIds;
 use edge_gw::session::liveness::Keepalive;
@@ -136,22 +136,7 @@ fn sigkill_and_restart_loses_no_accepted_push() {
     let http = free_port();
     let mut m = Master::start_on(&dir, port, http, &[]);
     // A device with its own key, not connected yet.
-    let key = dir.path().join("dev.key");
-    let st = std::process::Command::new(BIN)
-        .args(["keygen", "--uuid", "dev-9", "--out"])
-        .arg(&key)
-        .arg("--keyring")
-        .arg(m.state.join("keyring"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    m.proc.signal(1); // SIGHUP: reload the keyring
-    wait_for(T, "the keyring reload", || {
-        m.proc
-            .log_text()
-            .contains("reload: keyring has 2 keys")
-            .then_some(())
-    });
+    let key = m.enrol(&dir, "dev-9");
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(m.push("dev-9", &format!("message {i}\n")));
@@ -330,14 +315,9 @@ fn every_bad_frame_closes_only_its_connection() {
         }
     }
     let st = m.get("/api/status");
-    for kind in [
-        "bad_crc",
-        "too_short",
-        "too_long",
-        "unknown_version",
-        "unknown_type",
-        "bad_flag",
-    ] {
+    // Each frame-error case above is named by its counter's kind.
+    let kinds = cases.iter().map(|(k, _)| *k);
+    for kind in kinds.filter(|k| FrameError::KINDS.contains(k)) {
         assert_eq!(st["counters"]["frame_errors"][kind], 1, "{kind}: {st}");
     }
     assert_eq!(st["counters"]["closes"]["auth_failed"], 1);
@@ -373,22 +353,7 @@ fn sighup_reloads_config_and_revokes_removed_keys() {
     std::fs::write(&cfg, "heartbeat = 1\n").unwrap();
     let m = Master::start(&dir, &["--config", cfg.to_str().unwrap()]);
     // A device key for r2 in the keyring, then an agent using it.
-    let key = dir.path().join("r2.key");
-    let ok = std::process::Command::new(BIN)
-        .args(["keygen", "--uuid", "r2", "--out"])
-        .arg(&key)
-        .arg("--keyring")
-        .arg(m.state.join("keyring"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    m.proc.signal(1);
-    wait_for(T, "the keyring reload", || {
-        m.proc
-            .log_text()
-            .contains("reload: keyring has 2 keys")
-            .then_some(())
-    });
+    let key = m.enrol(&dir, "r2");
     let state = dir.path().join("a2");
     let addr = m.addr();
     let _a = Proc::spawn(

@@ -177,6 +177,35 @@ impl Master {
         m
     }
 
+    /// Makes a per-device key for `uuid` with `edge-gw keygen` (appended
+    /// to this master's keyring), has the master reload its keyring with
+    /// SIGHUP, waits until it has, and returns the agent's key file.
+    pub fn enrol(&self, dir: &TempDir, uuid: &str) -> PathBuf {
+        let key = dir.path().join(format!("{uuid}.key"));
+        let keyring = self.state.join("keyring");
+        let st = std::process::Command::new(BIN)
+            .args(["keygen", "--uuid", uuid, "--out"])
+            .arg(&key)
+            .arg("--keyring")
+            .arg(&keyring)
+            .status()
+            .unwrap();
+        assert!(st.success(), "keygen for {uuid}");
+        let keys = std::fs::read_to_string(&keyring)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .count();
+        self.proc.signal(1); // SIGHUP: reload the keyring
+        wait_for(Duration::from_secs(30), "the keyring reload", || {
+            self.proc
+                .log_text()
+                .contains(&format!("reload: keyring has {keys} keys"))
+                .then_some(())
+        });
+        key
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
