@@ -441,3 +441,55 @@ fn user_option_drops_privileges_after_binding() {
     let id = m.push("u1", "as nobody");
     assert!(id > 0);
 }
+
+#[test]
+fn a_reload_that_would_revoke_every_key_is_refused() {
+    let dir = TempDir::new("revoke-all");
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, "heartbeat = 1\n").unwrap();
+    let m = Master::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let _a = agent(&dir, "steady", &m, &[]);
+    m.wait_reports("steady", 1, T);
+    let keyring = m.state.join("keyring");
+    let original = std::fs::read_to_string(&keyring).unwrap();
+
+    // An emptied keyring, then one cut inside its first comment line: both
+    // would revoke every agent, both are refused and the agent stays.
+    for (n, text) in [(1, ""), (2, "# edge-gw keyr")] {
+        std::fs::write(&keyring, text).unwrap();
+        m.proc.signal(1);
+        wait_for(T, "the refused reload", || {
+            let refused = m
+                .metrics()
+                .lines()
+                .any(|l| l == format!("edge_gw_keyring_reloads_refused_total {n}"));
+            refused.then_some(())
+        });
+        assert!(m.proc.log_text().contains("would revoke every agent"));
+        let before = m.agent("steady").unwrap()["counters"]["reports"]
+            .as_u64()
+            .unwrap();
+        let a = m.wait_reports("steady", before + 1, T);
+        assert_eq!(a["online"], true);
+        assert_eq!(a["counters"]["sessions"], 1);
+    }
+
+    // The operator means it: the same reload goes through.
+    std::fs::write(&cfg, "heartbeat = 1\nkeyring_revoke_all = true\n").unwrap();
+    std::fs::write(&keyring, "").unwrap();
+    m.proc.signal(1);
+    wait_for(T, "the agent revoked", || {
+        m.agent("steady").filter(|a| a["online"] == false)
+    });
+    let log = m.proc.log_text();
+    assert!(
+        log.contains("reload: revoking 1 connected agent(s): steady"),
+        "{log}"
+    );
+    // And back: with the fleet key restored the agent rejoins by itself.
+    std::fs::write(&keyring, original).unwrap();
+    m.proc.signal(1);
+    wait_for(T, "the agent back", || {
+        m.agent("steady").filter(|a| a["online"] == true)
+    });
+}

@@ -6,7 +6,7 @@
 //! leaves half a key behind.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,36 +33,71 @@ pub fn default_key_file(target: &KeyTarget) -> PathBuf {
     }
 }
 
-/// A keyring opened for appending by keygen.
-struct KeyringAppend {
-    file: File,
+/// A keyring that keygen will replace with a copy holding one more line.
+struct KeyringUpdate {
     path: PathBuf,
-    /// We made the file, so a failed keygen removes it again.
-    created: bool,
-    /// The existing text lacks a final newline; add one before our line.
-    needs_newline: bool,
+    /// The keyring's text as read (empty if there was none).
+    text: String,
 }
 
-/// Opens (or creates, mode 0600) the keyring and checks that `target` has
-/// no entry yet.
-fn open_keyring_for_append(path: &Path, target: &KeyTarget) -> Result<KeyringAppend, KeyError> {
-    let mut options = OpenOptions::new();
-    options.read(true).append(true).mode(0o600);
-    // Try create_new first to learn whether we created the file.
-    let (mut file, created) = match options.clone().create_new(true).open(path) {
-        Ok(file) => (file, true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
-            options
-                .open(path)
-                .map_err(|e| KeyError::io(path, "open", e))?,
-            false,
-        ),
-        Err(e) => return Err(KeyError::io(path, "create", e)),
+impl KeyringUpdate {
+    /// Writes the old text plus `line` to a temporary file beside the
+    /// keyring (mode 0600), syncs it and renames it over the keyring, then
+    /// syncs the directory: a master reloading at any moment, or a crash
+    /// at any moment, sees the old keyring or the new one, never a file cut
+    /// in the middle (which a reload could read as "no keys"). Keygens of
+    /// one keyring must not run concurrently (the later rename wins).
+    fn commit(&self, line: &str) -> Result<(), KeyError> {
+        let sep = if !self.text.is_empty() && !self.text.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        let text = format!("{}{sep}{line}\n", self.text);
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "keyring".to_owned());
+        let tmp = self
+            .path
+            .with_file_name(format!(".{name}.keygen-{}", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(KeyError::io(&self.path, "replace", e));
+        }
+        // The rename itself must survive a crash too.
+        if let Some(dir) = self.path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+/// Reads the keyring (if it exists) and checks that `target` has no entry
+/// yet.
+fn read_keyring_for_update(path: &Path, target: &KeyTarget) -> Result<KeyringUpdate, KeyError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(KeyError::io(path, "read", e)),
     };
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| KeyError::io(path, "read", e))?;
-    // Appending to a broken keyring would only bury the error; the master
+    // Adding to a broken keyring would only bury the error; the master
     // would refuse it anyway.
     let parsed = Keyring::parse_with_lines(&text).map_err(|e| e.in_file(path))?;
     let existing = match target {
@@ -79,17 +114,16 @@ fn open_keyring_for_append(path: &Path, target: &KeyTarget) -> Result<KeyringApp
             },
         });
     }
-    Ok(KeyringAppend {
-        file,
+    Ok(KeyringUpdate {
         path: path.to_path_buf(),
-        created,
-        needs_newline: !text.is_empty() && !text.ends_with('\n'),
+        text,
     })
 }
 
 /// `edge-gw keygen`: makes a new key, writes the agent key file (mode
-/// 0600, never overwriting) and either appends the master's keyring line to
-/// `opts.keyring` or writes it to `stdout`. Returns the key file's path.
+/// 0600, never overwriting) and either adds the master's keyring line to
+/// `opts.keyring` (atomically: see [`KeyringUpdate::commit`]) or writes it
+/// to `stdout`. Returns the key file's path.
 ///
 /// Either everything is done or, on error, nothing is left behind: the
 /// keyring is checked for conflicts before the key file is written, and the
@@ -106,8 +140,8 @@ pub fn keygen(opts: &KeygenOptions, stdout: &mut dyn Write) -> Result<PathBuf, K
         }
         KeyTarget::Fleet => None,
     };
-    let mut keyring = match &opts.keyring {
-        Some(path) => Some(open_keyring_for_append(path, &opts.target)?),
+    let keyring = match &opts.keyring {
+        Some(path) => Some(read_keyring_for_update(path, &opts.target)?),
         None => None,
     };
     let key_file = opts
@@ -118,16 +152,8 @@ pub fn keygen(opts: &KeygenOptions, stdout: &mut dyn Write) -> Result<PathBuf, K
     let result = AgentKey::generate(uuid).and_then(|key| {
         key.write_new(&key_file)?;
         let line = keyring_line(&opts.target, &key.psk);
-        let delivered = match keyring.as_mut() {
-            Some(k) => {
-                let text = format!("{}{line}\n", if k.needs_newline { "\n" } else { "" });
-                // One write call so a concurrent reader sees the whole line
-                // or nothing.
-                k.file
-                    .write_all(text.as_bytes())
-                    .and_then(|()| k.file.sync_all())
-                    .map_err(|e| KeyError::io(&k.path, "append to", e))
-            }
+        let delivered = match &keyring {
+            Some(k) => k.commit(&line),
             None => writeln!(stdout, "{line}")
                 .and_then(|()| stdout.flush())
                 .map_err(|e| KeyError::io(Path::new("<stdout>"), "write", e)),
@@ -142,18 +168,12 @@ pub fn keygen(opts: &KeygenOptions, stdout: &mut dyn Write) -> Result<PathBuf, K
             key_file.display(),
             key.psk.fingerprint(),
             match &keyring {
-                Some(k) => format!("; appended its entry to {}", k.path.display()),
+                Some(k) => format!("; added its entry to {}", k.path.display()),
                 None => "; add the line printed above to the master's keyring".to_owned(),
             }
         );
         Ok(())
     });
-    if result.is_err()
-        && let Some(k) = keyring.filter(|k| k.created)
-    {
-        drop(k.file);
-        let _ = fs::remove_file(&k.path);
-    }
     result.map(|()| key_file)
 }
 
@@ -227,6 +247,15 @@ mod tests {
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded.lookup(b"r2"), Some(&r2.psk));
         assert_eq!(loaded.lookup(b"r3"), Some(&fleet_key.psk));
+        // Replaced whole (a reload never sees half a file): a new inode,
+        // still 0600, no temporary file left beside it.
+        assert_eq!(mode_of(&ring), 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path(""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("keygen"))
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
 
         // Conflicts are found before any key file is written.
         let again = KeygenOptions {

@@ -139,6 +139,22 @@ impl Keyring {
         self.len() == 0
     }
 
+    /// Whether any key of `old` still stands here: the same uuid with the
+    /// same key, or the same fleet key. A keyring that keeps none revokes
+    /// every device at once; the master refuses to reload to it unless the
+    /// operator says so (`keyring_revoke_all`).
+    pub fn keeps_any_of(&self, old: &Keyring) -> bool {
+        let fleet_kept = old.fleet.is_some() && old.fleet == self.fleet;
+        fleet_kept
+            || old.devices.iter().any(|(uuid, key)| {
+                self.devices
+                    .binary_search_by(|(u, _)| u.cmp(uuid))
+                    .ok()
+                    .and_then(|i| self.devices.get(i))
+                    .is_some_and(|(_, k)| k == key)
+            })
+    }
+
     /// The uuids that have their own key, in sorted order.
     pub fn uuids(&self) -> impl Iterator<Item = &str> {
         self.devices.iter().map(|(uuid, _)| &**uuid)
@@ -269,6 +285,23 @@ mod tests {
         let ring = Keyring::parse(&format!("{device}\n{fleet}\n")).unwrap();
         assert_eq!(ring.lookup(UUID.as_bytes()), Some(&key));
         assert_eq!(ring.fleet(), Some(&key));
+    }
+
+    #[test]
+    fn keeps_any_of_tells_a_reload_that_revokes_everything() {
+        let a = "r1 0101010101010101010101010101010101010101010101010101010101010101\n";
+        let b = "r2 0202020202020202020202020202020202020202020202020202020202020202\n";
+        let f = "* 0303030303030303030303030303030303030303030303030303030303030303\n";
+        let ring = |t: &str| Keyring::parse(t).unwrap();
+        let old = ring(&format!("{a}{b}{f}"));
+        assert!(ring(a).keeps_any_of(&old));
+        assert!(ring(f).keeps_any_of(&old));
+        assert!(!ring("").keeps_any_of(&old));
+        assert!(!ring("# cut inside the first comm").keeps_any_of(&old));
+        let rotated = "r1 0909090909090909090909090909090909090909090909090909090909090909\n";
+        assert!(!ring(rotated).keeps_any_of(&old));
+        // Nothing to revoke: an empty keyring replacing an empty one.
+        assert!(!ring("").keeps_any_of(&ring("")));
     }
 
     proptest::proptest! {

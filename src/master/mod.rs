@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,8 @@ pub struct Master {
     pub stop_event: Event,
     /// Wall clock at start, Unix ms.
     pub started_unix_ms: u64,
+    /// Keyring reloads refused because they would revoke every key.
+    pub keyring_reloads_refused: AtomicU32,
 }
 
 fn session_config(s: &Settings) -> MasterConfig {
@@ -120,6 +122,7 @@ impl Master {
             stopping: AtomicBool::new(false),
             stop_event: Event::new(),
             started_unix_ms: crate::os::unix_ms(),
+            keyring_reloads_refused: AtomicU32::new(0),
         })
     }
 
@@ -225,12 +228,26 @@ impl Master {
     }
 
     /// Re-reads the keyring (SIGHUP) and kicks agents whose key is gone.
+    ///
+    /// A keyring that would revoke every key at once (empty, cut inside its
+    /// first comment, or sharing no key with the current one) is refused
+    /// unless `keyring_revoke_all` is set: one truncated file must not drop
+    /// the fleet. What a reload revokes is logged before it is done.
     pub fn reload_keys(&self) -> Result<usize, String> {
-        let path = self.settings().keyring.clone();
-        let ring = Keyring::load(&path).map_err(|e| e.to_string())?;
+        let settings = self.settings();
+        let ring = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
         let n = ring.len();
-        let ring = Arc::new(ring);
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
+        let old = self.keys();
+        if !old.is_empty() && !ring.keeps_any_of(&old) && !settings.keyring_revoke_all {
+            self.keyring_reloads_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "{} has {n} keys and keeps none of the {} current ones: it would revoke every \
+                 agent; refused (to mean it, set keyring_revoke_all = true in the config for \
+                 this reload)",
+                settings.keyring.display(),
+                old.len()
+            ));
+        }
         let mut reg = self.lock_registry();
         let revoked: Vec<Uuid> = reg
             .agents()
@@ -245,6 +262,20 @@ impl Master {
             })
             .map(|a| a.uuid)
             .collect();
+        if !revoked.is_empty() {
+            let names: Vec<String> = revoked.iter().take(20).map(Uuid::to_string).collect();
+            log::warn!(
+                "reload: revoking {} connected agent(s): {}{}",
+                revoked.len(),
+                names.join(", "),
+                if revoked.len() > names.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
         for u in revoked {
             log::warn!("agent {u}: key revoked, closing its session");
             reg.kick(

@@ -57,6 +57,12 @@ pub struct Settings {
     pub threads: usize,
     /// Drop privileges to this user after binding.
     pub user: Option<String>,
+    /// Let a keyring reload revoke every key at once (an empty keyring, or
+    /// one that keeps none of the current keys). Off: such a reload is
+    /// refused and logged, because a truncated or wrong file would
+    /// otherwise drop the whole fleet. Set it for the one reload that
+    /// means it (e.g. rotating the fleet key), then unset it.
+    pub keyring_revoke_all: bool,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
 }
@@ -88,6 +94,7 @@ struct File {
     compress: Option<bool>,
     threads: Option<usize>,
     user: Option<String>,
+    keyring_revoke_all: Option<bool>,
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -172,6 +179,7 @@ impl Settings {
             compress: file.compress.unwrap_or(true),
             threads: opts.threads.or(file.threads).unwrap_or(2),
             user: opts.user.clone().or(file.user),
+            keyring_revoke_all: file.keyring_revoke_all.unwrap_or(false),
             config_file: opts.config.clone(),
         };
         s.check()?;

@@ -263,6 +263,12 @@ pub fn render(m: &Master) -> String {
         st.bytes,
     );
     o.one(
+        "edge_gw_keyring_reloads_refused_total",
+        "counter",
+        "keyring reloads refused because they would revoke every key (keyring_revoke_all unset).",
+        m.keyring_reloads_refused.load(Ordering::Relaxed),
+    );
+    o.one(
         "edge_gw_push_log_syncs_total",
         "counter",
         "fsyncs of the push log; accepted pushes per sync is the group-commit batch size.",
