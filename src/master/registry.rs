@@ -4,6 +4,8 @@
 //! No I/O here: connection tasks report session events and the HTTP side
 //! reads snapshots, all under one mutex held only for short, non-blocking
 //! updates.
+//! The push log's committer thread reaches it through
+//! [`super::push_router`], so the push log does not know this type.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -812,7 +814,7 @@ impl Registry {
         self.live
     }
 
-    /// Every undelivered push with its remaining targets (for store
+    /// Every undelivered push with its remaining targets (for push log
     /// compaction).
     pub fn live_pushes(&self) -> Vec<(Arc<v2::Push>, Vec<Uuid>)> {
         let mut by_id: BTreeMap<u64, (Arc<v2::Push>, Vec<Uuid>)> = BTreeMap::new();
