@@ -185,8 +185,9 @@ impl Master {
 
     /// Accepts a push for `targets`: the committer thread checks room,
     /// persists it (fsync, shared with the other pushes waiting at that
-    /// moment) and hands it to the registry, which queues it and wakes the
-    /// agents. Returns the push id once all that is done.
+    /// moment) and hands it to the registry, which queues it and hands it
+    /// to the online agents' connections. Returns the push id once all
+    /// that is done.
     pub async fn accept_push(
         &self,
         targets: &[Uuid],
@@ -346,7 +347,8 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         for t in targets {
             registry.ensure_agent(*t);
         }
-        registry.enqueue(push.clone(), targets, Clock::now().unix_ms);
+        let clock = Clock::now();
+        registry.enqueue(push.clone(), targets, clock.mono, clock.unix_ms);
     }
     if !recovered.pending.is_empty() {
         log::info!(

@@ -4,7 +4,8 @@
 //! This is where "accepted" turns into "on its way": the committer thread
 //! asks here whether the targets' outboxes have room (counting refusals
 //! among the fleet's figures), and hands each synced push here to be
-//! queued in those outboxes and the online agents' connections woken. The push log itself stays ignorant
+//! queued in those outboxes and given to the online agents' connections
+//! (see [`super::registry::pushes`]). The push log itself stays ignorant
 //! of the registry.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,7 +56,7 @@ impl PushSink for OutboxRouter {
     }
 
     fn queue(&self, push: Arc<Push>, targets: &[Uuid], now: Clock) -> Vec<Uuid> {
-        self.lock().enqueue(push, targets, now.unix_ms)
+        self.lock().enqueue(push, targets, now.mono, now.unix_ms)
     }
 
     fn live_count(&self) -> usize {
@@ -204,13 +205,13 @@ mod tests {
             let mut r = reg.lock().unwrap();
             for id in 1001..=1003 {
                 let p = v2::Push { id, ..push(b"") };
-                assert!(r.enqueue(Arc::new(p), &[a], 0).is_empty());
+                assert!(r.enqueue(Arc::new(p), &[a], Instant::now(), 0).is_empty());
             }
             let p = v2::Push {
                 id: 1004,
                 ..push(&[0; 60])
             };
-            assert!(r.enqueue(Arc::new(p), &[b], 0).is_empty());
+            assert!(r.enqueue(Arc::new(p), &[b], Instant::now(), 0).is_empty());
         }
         let mut answers = Vec::new();
         for _ in 0..4 {
