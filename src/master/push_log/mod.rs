@@ -3,7 +3,7 @@
 //!
 //! `pushes.log` in the state directory is an append-only log of
 //! `Accepted` and `Delivered` records (format: [`record`]; replay,
-//! appends, compaction and the fsync policy: [`file`]). It is written on a
+//! appends, compaction and the fsync policy: [`file`](mod@file)). It is written on a
 //! thread of its own, the [`committer`], so that no disk I/O runs on an
 //! executor thread: accepted pushes are written and synced in groups and
 //! only then answered; delivery records are written unsynced in batches.

@@ -8,7 +8,7 @@
 //! session). Whenever something can make a push due — a push queued, an
 //! ack that frees a slot of the in-flight window, a new session — the
 //! registry takes the due pushes from the outbox (which marks them sent)
-//! and hands them to the live connection as [`Cmd::Push`], with the time
+//! and hands them to the live connection as [`Cmd::Push`](crate::master::conn_handle::Cmd::Push), with the time
 //! the outbox next wants a resend. The connection only sends what it is
 //! handed.
 //!
