@@ -56,8 +56,8 @@ enum Wake {
 struct Deadlines {
     timer: Timer,
     armed: Option<Instant>,
-    /// When the agent's outbox next has a push to resend (from the
-    /// registry, refreshed whenever pushes are sent).
+    /// When the agent's outbox next has a push to resend (handed with
+    /// every push, refreshed by the registry when it passes).
     resend: Option<Instant>,
     /// When counted traffic must be handed to the registry.
     traffic: Option<Instant>,
@@ -115,7 +115,7 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
             || session.is_closed()
             || (session.has_traffic() && now >= due.last_traffic_flush + TRAFFIC_FLUSH)
         {
-            drain_events(&master, &mut session, id, addr, &handle, &mut closed);
+            drain_events(&master, &mut session, id, addr, &mut closed);
             due.last_traffic_flush = now;
             due.traffic = None;
         } else if session.has_traffic() && due.traffic.is_none() {
@@ -182,7 +182,11 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
                 let now = os::now();
                 session.handle_timeout(now);
                 if due.resend.is_some_and(|t| t <= now.mono) {
-                    pump_pushes(&master, &mut session, id, &mut due);
+                    // The one way back into push bookkeeping: the registry
+                    // has no timer, so the task asks when the resend time
+                    // it was handed passes. What is due comes back as
+                    // `Cmd::Push`, like every push.
+                    due.resend = master.lock_registry().resend_due(id, now.mono);
                 }
             }
         }
@@ -271,6 +275,10 @@ fn read_available(master: &Master, stream: &mut Async<TcpStream>, session: &mut 
     }
 }
 
+/// Runs the registry's commands in order. Pushes are sent as handed; after
+/// one push fails to go out, the rest taken in this round are skipped
+/// (counted once): they stay unacked in the outbox and are handed again
+/// at their resend time or on the next session.
 fn run_commands(
     master: &Master,
     session: &mut MasterSession,
@@ -278,11 +286,17 @@ fn run_commands(
     cmds: VecDeque<Cmd>,
     due: &mut Deadlines,
 ) {
+    let mut push_failed = false;
     for cmd in cmds {
         let r = match cmd {
-            Cmd::Wake => {
-                pump_pushes(master, session, id, due);
-                Ok(())
+            Cmd::Push { push, resend_at } => {
+                due.resend = Some(resend_at);
+                if push_failed {
+                    continue;
+                }
+                let r = session.send_push(&push);
+                push_failed = r.is_err();
+                r
             }
             Cmd::Event(body) => session.send_event(&body),
             Cmd::LegacyFanout(body) => session.send_legacy_fanout(&body),
@@ -300,29 +314,11 @@ fn run_commands(
     }
 }
 
-/// Sends the agent's due pushes and notes when the next resend is due.
-/// Runs on a `Wake` from the registry (a push queued, an ack that made
-/// room, a new session) or when that resend time passes, not per frame.
-fn pump_pushes(master: &Master, session: &mut MasterSession, id: u64, due: &mut Deadlines) {
-    if session.peer().is_none() {
-        return;
-    }
-    let (pushes, next) = master.lock_registry().due_pushes(id, Instant::now());
-    due.resend = next;
-    for p in pushes {
-        if session.send_push(&p).is_err() {
-            master.lock_registry().send_failed(id);
-            return;
-        }
-    }
-}
-
 fn drain_events(
     master: &Master,
     session: &mut MasterSession,
     id: u64,
     addr: SocketAddr,
-    handle: &Arc<ConnHandle>,
     closed: &mut Option<Box<CloseInfo>>,
 ) {
     let traffic = session.take_traffic();
@@ -335,7 +331,6 @@ fn drain_events(
     }
     let clock = os::now();
     let mut delivered = Vec::new();
-    let mut wake = false;
     {
         let mut reg = master.lock_registry();
         for e in events {
@@ -353,7 +348,6 @@ fn drain_events(
                         peer.group
                     );
                     reg.joined(id, &peer, addr, clock.mono, clock.unix_ms);
-                    wake = true;
                 }
                 MasterEvent::Report(r) => reg.report(id, r, clock.mono, clock.unix_ms),
                 MasterEvent::LegacyReport(b) => reg.legacy_report(id, b, clock.unix_ms),
@@ -363,7 +357,7 @@ fn drain_events(
                     reg.legacy_subscribed(id);
                 }
                 MasterEvent::PushAcked(ack) => {
-                    if let Some((uuid, _done)) = reg.push_acked(id, ack) {
+                    if let Some((uuid, _done)) = reg.push_acked(id, ack, clock.mono) {
                         delivered.push((ack.id, uuid));
                     }
                 }
@@ -375,8 +369,5 @@ fn drain_events(
     }
     if !delivered.is_empty() {
         master.record_deliveries(&delivered);
-    }
-    if wake {
-        let _ = handle.send(Cmd::Wake);
     }
 }

@@ -4,9 +4,9 @@
 //! Thin smol shells around the sans-I/O [`crate::session::master`]:
 //! [`listener`] accepts (with a connection cap and a per-IP rate limit),
 //! [`conn`] runs one task per connection, [`registry`] is the fleet,
-//! [`store`] makes accepted pushes durable on its own thread
-//! ([`store_thread`]: no disk I/O on the executor), [`http`] serves
-//! operators.
+//! [`push_log`] makes accepted pushes durable on its own thread (no disk
+//! I/O on the executor) and hands them to [`push_router`], which queues
+//! them in the registry; [`http`] serves operators.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -31,26 +31,27 @@ pub mod conn;
 pub mod conn_handle;
 pub mod http;
 pub mod listener;
+pub mod push_log;
+pub mod push_router;
 pub mod registry;
 pub mod settings;
 pub mod state_dir;
-pub mod store;
-pub mod store_thread;
 
 use http::Watchers;
+use push_log::{Committer, LogFile, LogStats};
+use push_router::OutboxRouter;
 use registry::Registry;
 use settings::Settings;
-use store::Store;
-use store_thread::{StoreStats, StoreThread};
 
 /// Everything the master's tasks share.
 pub struct Master {
     settings: RwLock<Arc<Settings>>,
     session_cfg: RwLock<Arc<MasterConfig>>,
     keys: RwLock<Arc<Keyring>>,
-    /// Shared with the store thread, which queues accepted pushes.
+    /// Shared with the push log's committer thread, which queues accepted
+    /// pushes through [`OutboxRouter`].
     registry: Arc<Mutex<Registry>>,
-    store: StoreThread,
+    push_log: Committer,
     watchers: Watchers,
     /// Bearer token of the API.
     pub token: String,
@@ -97,26 +98,27 @@ fn outbox_limits(s: &Settings) -> OutboxLimits {
 }
 
 impl Master {
-    /// The master's shared state, with the store thread started on the
-    /// opened log (`next_id` as recovered from it) and `registry` already
-    /// holding the recovered pushes.
+    /// The master's shared state, with the push log's committer thread
+    /// started on the opened log (`next_id` as recovered from it) and
+    /// `registry` already holding the recovered pushes.
     fn new(
         settings: Settings,
         keys: Keyring,
         registry: Registry,
-        store: Store,
+        log: LogFile,
         next_id: u64,
         token: String,
     ) -> Result<Master, String> {
         let registry = Arc::new(Mutex::new(registry));
-        let store = StoreThread::spawn(store, next_id, registry.clone())
+        let router = Box::new(OutboxRouter::new(registry.clone()));
+        let push_log = Committer::spawn(log, next_id, router)
             .map_err(|e| format!("cannot start the push log thread: {e}"))?;
         Ok(Master {
             session_cfg: RwLock::new(Arc::new(session_config(&settings))),
             settings: RwLock::new(Arc::new(settings)),
             keys: RwLock::new(Arc::new(keys)),
             registry,
-            store,
+            push_log,
             watchers: Watchers::default(),
             token,
             stopping: AtomicBool::new(false),
@@ -152,10 +154,10 @@ impl Master {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The push log's figures as last published by the store thread
+    /// The push log's figures as last published by its committer thread
     /// (never waits for the disk).
-    pub fn store_stats(&self) -> StoreStats {
-        self.store.stats()
+    pub fn store_stats(&self) -> LogStats {
+        self.push_log.stats()
     }
 
     /// Live watchers (SSE streams).
@@ -172,18 +174,19 @@ impl Master {
     }
 
     /// Records acked deliveries in the push log. Never waits: the records
-    /// go to the store thread (which also compacts the log when it is
+    /// go to the committer thread (which also compacts the log when it is
     /// mostly dead records), or are dropped and counted when it is behind
     /// (a lost record only means a resend after a restart, which the agent
     /// answers as a duplicate). Called from connection tasks.
     pub fn record_deliveries(&self, delivered: &[(u64, Uuid)]) {
-        self.store.record_deliveries(delivered);
+        self.push_log.record_deliveries(delivered);
     }
 
-    /// Accepts a push for `targets`: the store thread checks room, persists
-    /// it (fsync, shared with the other pushes waiting at that moment),
-    /// queues it and wakes the agents. Returns the push id once all that
-    /// is done.
+    /// Accepts a push for `targets`: the committer thread checks room,
+    /// persists it (fsync, shared with the other pushes waiting at that
+    /// moment) and hands it to the registry, which queues it and hands it
+    /// to the online agents' connections. Returns the push id once all
+    /// that is done.
     pub async fn accept_push(
         &self,
         targets: &[Uuid],
@@ -205,7 +208,7 @@ impl Master {
             group: group.to_string(),
             body,
         };
-        self.store.accept(push, targets.to_vec()).await
+        self.push_log.accept(push, targets.to_vec()).await
     }
 
     /// The next connection on `listener`, or `None` once the master stops.
@@ -345,8 +348,8 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     crate::proto::compress::keep_compressor_per_thread();
     let init = state_dir::prepare(&settings)?;
     let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
-    let (store, recovered) =
-        Store::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
+    let (log, recovered) =
+        LogFile::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
 
     // Bind first (privileged ports), then drop privileges while this is
     // still the only thread, then hand the sockets to the reactor.
@@ -371,7 +374,8 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         for t in targets {
             registry.ensure_agent(*t);
         }
-        registry.enqueue(push.clone(), targets, crate::os::unix_ms());
+        let clock = crate::os::now();
+        registry.enqueue(push.clone(), targets, clock.mono, clock.unix_ms);
     }
     if !recovered.pending.is_empty() {
         log::info!(
@@ -383,7 +387,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         settings.clone(),
         keys,
         registry,
-        store,
+        log,
         recovered.next_id,
         init.token,
     )?);
@@ -467,7 +471,7 @@ async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
 }
 
 /// Stops accepting, closes every session with reason `shutdown`, waits a
-/// little for the Close frames to go out, then lets the store thread write
+/// little for the Close frames to go out, then lets the committer thread write
 /// what is queued, sync the push log and end.
 async fn shutdown(master: &Master) {
     master.stopping.store(true, Ordering::SeqCst);
@@ -483,7 +487,7 @@ async fn shutdown(master: &Master) {
     if left > 0 {
         log::warn!("{left} connections still open at exit");
     }
-    master.store.stop().await;
+    master.push_log.stop().await;
 }
 
 /// A fleet key file for agents, created with the state directory.
@@ -519,7 +523,7 @@ mod tests {
             ..MasterOptions::default()
         };
         let settings = Settings::load(&opts).unwrap();
-        let (store, rec) = Store::open(&dir).unwrap();
+        let (log, rec) = LogFile::open(&dir).unwrap();
         let mut registry = Registry::new(outbox_limits(&settings), Instant::now());
         let agents: Vec<Uuid> = (0..4)
             .map(|i| Uuid::from_text(&format!("agent-{i}")).unwrap())
@@ -532,14 +536,14 @@ mod tests {
                 settings,
                 Keyring::default(),
                 registry,
-                store,
+                log,
                 rec.next_id,
                 "token".into(),
             )
             .unwrap(),
         );
 
-        // Held while the senders queue their pushes: the store thread
+        // Held while the senders queue their pushes: the committer thread
         // blocks on its first room check, so the pushes pile up and are
         // committed in a few batches however the threads are scheduled.
         let guard = master.lock_registry();
@@ -601,7 +605,7 @@ mod tests {
         eprintln!("group commit: {syncs} fsyncs for 203 pushes");
         assert!(syncs <= 6, "{st:?}");
 
-        let (_, rec) = Store::open(&dir).unwrap();
+        let (_, rec) = LogFile::open(&dir).unwrap();
         assert_eq!(rec.next_id, 204);
         let logged: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
         assert_eq!(logged, (1..=203).collect::<Vec<u64>>());

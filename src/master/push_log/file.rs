@@ -1,18 +1,17 @@
-//! The push store: an append-only log in the state directory, so that a
-//! push the API accepted (202) survives a crash or SIGKILL of the master.
+//! The open push log file: replay and torn-tail recovery at open,
+//! all-or-nothing appends, compaction. The record format is in
+//! [`super::record`]; who writes when is in [`super::committer`].
 //!
-//! # Format
-//! `pushes.log` starts with the 8-byte magic `EGWPLOG1`, then records:
-//! `[u32 LE length][u32 LE CRC-32 of payload][payload]`, the payload a
-//! postcard [`Record`]. A torn or corrupt tail (a crash mid-write) ends the
-//! log: it is cut off at the last good record, with a warning. Such a tail
-//! was never acknowledged, because acknowledgement waits for the fsync.
+//! # Recovery
+//! A torn or corrupt tail (a crash mid-write) ends the log: it is cut off
+//! at the last good record, with a warning. Such a tail was never
+//! acknowledged, because acknowledgement waits for the fsync.
 //!
 //! # Fsync policy
 //! - `Accepted`: written and `fdatasync`ed *before* the API answers 202
 //!   and before the push is queued for its agents. The master writes the
 //!   `Accepted` records of every push waiting at that moment with one
-//!   write and one `fdatasync` (group commit, [`super::store_thread`]), so
+//!   write and one `fdatasync` (group commit, [`super::committer`]), so
 //!   the sync rate, not the push rate, is bounded by the disk.
 //! - `Delivered`: written without a sync. Losing one in a crash means the
 //!   push is sent again after restart; the agent answers it as a duplicate
@@ -36,41 +35,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+use super::record::{MAGIC, Record, encode_record, encode_record_into, read_record, uuid_of};
+use crate::proto::Uuid;
 use crate::proto::v2::Push;
-use crate::proto::{UUID_LEN, Uuid};
 
-const MAGIC: &[u8; 8] = b"EGWPLOG1";
-/// Largest record accepted when reading (a push body is capped below this).
-pub const MAX_RECORD: u32 = 4 << 20;
 /// Logs smaller than this are never compacted.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// A batch is written in pieces of about this size: one `write` per record
 /// costs a syscall each, one buffer for a whole batch of large pushes
 /// would cost their size again in memory.
 const WRITE_CHUNK: usize = 256 << 10;
-
-/// One log record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    /// A push accepted for these agents.
-    Accepted {
-        /// The push.
-        push: Push,
-        /// Target uuids (trailing NULs trimmed).
-        targets: Vec<Vec<u8>>,
-    },
-    /// A push delivered to one agent.
-    Delivered {
-        /// Push id.
-        id: u64,
-        /// The agent.
-        uuid: Vec<u8>,
-    },
-    /// Ids below this were used (kept across compaction).
-    NextId(u64),
-}
 
 /// What a log held at startup.
 #[derive(Debug, Default)]
@@ -83,9 +57,10 @@ pub struct Recovered {
     pub truncated: u64,
 }
 
-/// The open log.
+/// The open `pushes.log`, positioned at its end, with the figures the
+/// committer publishes and the compaction check reads.
 #[derive(Debug)]
-pub struct Store {
+pub struct LogFile {
     path: PathBuf,
     file: File,
     bytes: u64,
@@ -98,34 +73,9 @@ pub struct Store {
     pub syncs: u64,
 }
 
-fn uuid_of(b: &[u8]) -> Option<Uuid> {
-    if b.is_empty() || b.len() > UUID_LEN {
-        return None;
-    }
-    let mut u = [0u8; UUID_LEN];
-    u[..b.len()].copy_from_slice(b);
-    Some(Uuid(u))
-}
-
-fn encode_record(r: &Record) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    encode_record_into(r, &mut out)?;
-    Ok(out)
-}
-
-/// Appends one framed record to `out`.
-fn encode_record_into(r: &Record, out: &mut Vec<u8>) -> io::Result<()> {
-    let payload = postcard::to_allocvec(r).map_err(io::Error::other)?;
-    out.reserve(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
-}
-
-impl Store {
+impl LogFile {
     /// Opens (or creates) `dir/pushes.log` and replays it.
-    pub fn open(dir: &Path) -> io::Result<(Store, Recovered)> {
+    pub fn open(dir: &Path) -> io::Result<(LogFile, Recovered)> {
         let path = dir.join("pushes.log");
         // Push bodies may be private: owner-only, like the keys.
         let mut file = OpenOptions::new()
@@ -193,7 +143,7 @@ impl Store {
         file.seek(SeekFrom::End(0))?;
         rec.pending = pending.into_values().collect();
         Ok((
-            Store {
+            LogFile {
                 path,
                 file,
                 bytes: pos as u64,
@@ -359,22 +309,6 @@ impl Store {
     }
 }
 
-/// Parses one record at the start of `b`: the record and bytes used, or
-/// `None` for a torn or corrupt record.
-fn read_record(b: &[u8]) -> Option<(Record, usize)> {
-    let len = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?);
-    let crc = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?);
-    if len > MAX_RECORD {
-        return None;
-    }
-    let payload = b.get(8..8 + len as usize)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    let r = postcard::from_bytes(payload).ok()?;
-    Some((r, 8 + len as usize))
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -405,14 +339,14 @@ mod tests {
         let a = Uuid::from_text("a").unwrap();
         let b = Uuid::from_text("b").unwrap();
         {
-            let (mut s, rec) = Store::open(&d).unwrap();
+            let (mut s, rec) = LogFile::open(&d).unwrap();
             assert_eq!(rec.next_id, 1);
             s.accepted(&push(1), &[a, b]).unwrap();
             s.accepted(&push(2), &[a]).unwrap();
             s.delivered(1, &a).unwrap();
             s.delivered(2, &a).unwrap();
         }
-        let (_, rec) = Store::open(&d).unwrap();
+        let (_, rec) = LogFile::open(&d).unwrap();
         assert_eq!(rec.next_id, 3);
         assert_eq!(rec.pending.len(), 1);
         assert_eq!(rec.pending[0].0.id, 1);
@@ -425,7 +359,7 @@ mod tests {
         let d = tmpdir("torn");
         let a = Uuid::from_text("a").unwrap();
         {
-            let (mut s, _) = Store::open(&d).unwrap();
+            let (mut s, _) = LogFile::open(&d).unwrap();
             s.accepted(&push(1), &[a]).unwrap();
             s.accepted(&push(2), &[a]).unwrap();
         }
@@ -433,13 +367,13 @@ mod tests {
         let len = std::fs::metadata(&p).unwrap().len();
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len - 3).unwrap();
-        let (mut s, rec) = Store::open(&d).unwrap();
+        let (mut s, rec) = LogFile::open(&d).unwrap();
         assert_eq!(rec.pending.len(), 1);
         assert!(rec.truncated > 0);
         // Appending after the cut works and replays.
         s.accepted(&push(3), &[a]).unwrap();
         drop(s);
-        let (_, rec) = Store::open(&d).unwrap();
+        let (_, rec) = LogFile::open(&d).unwrap();
         let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
         assert_eq!(ids, [1, 3]);
         let _ = std::fs::remove_dir_all(&d);
@@ -449,7 +383,7 @@ mod tests {
     fn compaction_keeps_live_and_next_id() {
         let d = tmpdir("compact");
         let a = Uuid::from_text("a").unwrap();
-        let (mut s, _) = Store::open(&d).unwrap();
+        let (mut s, _) = LogFile::open(&d).unwrap();
         for id in 1..=100 {
             s.accepted(&push(id), &[a]).unwrap();
             if id != 50 {
@@ -462,7 +396,7 @@ mod tests {
         assert!(s.bytes() < before);
         s.accepted(&push(101), &[a]).unwrap();
         drop(s);
-        let (_, rec) = Store::open(&d).unwrap();
+        let (_, rec) = LogFile::open(&d).unwrap();
         assert_eq!(rec.next_id, 102);
         let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
         assert_eq!(ids, [50, 101]);
@@ -477,7 +411,7 @@ mod tests {
         let pushes: Vec<Push> = (1..=3).map(push).collect();
         let targets = [a, b];
         {
-            let (mut s, _) = Store::open(&d).unwrap();
+            let (mut s, _) = LogFile::open(&d).unwrap();
             s.accepted_batch(pushes.iter().map(|p| (p, &targets[..])))
                 .unwrap();
             assert_eq!((s.syncs, s.records()), (1, 3));
@@ -488,7 +422,7 @@ mod tests {
                 std::fs::metadata(d.join("pushes.log")).unwrap().len()
             );
         }
-        let (_, rec) = Store::open(&d).unwrap();
+        let (_, rec) = LogFile::open(&d).unwrap();
         assert_eq!(rec.next_id, 4);
         let got: Vec<(u64, Vec<Uuid>)> =
             rec.pending.iter().map(|(p, t)| (p.id, t.clone())).collect();
@@ -500,7 +434,7 @@ mod tests {
     fn foreign_file_is_refused() {
         let d = tmpdir("foreign");
         std::fs::write(d.join("pushes.log"), b"hello").unwrap();
-        let e = Store::open(&d).unwrap_err();
+        let e = LogFile::open(&d).unwrap_err();
         assert!(e.to_string().contains("bad magic"));
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -1,23 +1,23 @@
-//! The push log's own thread: group commit for accepted pushes, batched
-//! delivery records, compaction.
+//! The push log's own thread, the committer: group commit for accepted
+//! pushes, batched delivery records, compaction.
 //!
 //! An `fdatasync` takes up to milliseconds on a disk. Done on an executor
 //! thread under a lock, one per push, it stalled every agent connection
 //! served by that thread and capped accepted pushes at one per sync. Here
-//! the store lives on a plain thread (`edge-gw-store`) that owns the
-//! [`Store`] and the next push id. API handlers queue their push with a
+//! the log lives on a plain thread (`edge-gw-store`) that owns the
+//! [`LogFile`] and the next push id. API handlers queue their push with a
 //! reply channel and await the answer; the thread takes every push waiting
-//! (up to [`MAX_BATCH`]), checks room, writes all their `Accepted` records,
-//! syncs once, queues the pushes for their agents and answers each
-//! handler.
+//! (up to [`MAX_BATCH`]), asks its [`PushSink`] for room, writes all their
+//! `Accepted` records, syncs once, hands the pushes to the sink (which
+//! routes them to their agents) and answers each handler.
 //!
 //! # Invariants
 //! - A push is answered `Ok` (202) and queued for its agents only after
 //!   its record is synced.
 //! - Room: pushes are checked in order against the outboxes plus what
 //!   earlier pushes of the same batch will add, and only this thread adds
-//!   to outboxes (acks only remove), so the enqueue after the sync cannot
-//!   overflow. A push without room is answered [`PushError::Full`] and
+//!   to outboxes (through the sink; acks only remove), so the enqueue
+//!   after the sync cannot overflow. A push without room is answered [`PushError::Full`] and
 //!   never written.
 //! - Ids: assigned here, in order, from the recovered next id; an id used
 //!   by a batch that failed is not used again (its records are cut off,
@@ -27,7 +27,7 @@
 //!   Deliveries: [`DELIVERY_QUEUE`], never waited for: a connection task
 //!   must not stall on the disk, and a lost `Delivered` record only means
 //!   a resend after a restart, which the agent answers as a duplicate.
-//!   Each one dropped is counted ([`StoreStats::deliveries_dropped`]).
+//!   Each one dropped is counted ([`LogStats::deliveries_dropped`]).
 //! - If the thread is gone, pending and new pushes fail with an error
 //!   instead of waiting forever.
 
@@ -41,17 +41,16 @@ use std::time::{Duration, Instant};
 use smol::channel::{self, Receiver, Sender, TrySendError};
 use smol::future::FutureExt;
 
-use super::PushError;
-use super::registry::Registry;
-use super::store::{COMPACT_MIN_BYTES, Store};
+use super::file::{COMPACT_MIN_BYTES, LogFile};
+use super::sink::PushSink;
+use crate::master::PushError;
 use crate::proto::{Uuid, v2};
-use crate::session::outbox::OverflowKind;
 
 /// Most pushes written with one sync.
 pub const MAX_BATCH: usize = 256;
-/// Pushes queued for the store thread before handlers wait.
+/// Pushes queued for the committer thread before handlers wait.
 pub const PUSH_QUEUE: usize = 512;
-/// Delivery records queued for the store thread before they are dropped.
+/// Delivery records queued for the committer thread before they are dropped.
 pub const DELIVERY_QUEUE: usize = 16_384;
 /// Most delivery records written per round, so pushes are not kept
 /// waiting behind a long run of them.
@@ -63,10 +62,10 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 /// ack, leaving the CPU to the connections. Acks are not synced anyway.
 const DELIVERY_LINGER: Duration = Duration::from_millis(10);
 
-/// What the push log looks like, published by the store thread after
+/// What the push log looks like, published by the committer thread after
 /// every round so that status pages never wait for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
+pub struct LogStats {
     /// Size of the log, bytes.
     pub bytes: u64,
     /// Records in the log.
@@ -76,46 +75,47 @@ pub struct StoreStats {
     /// `fdatasync`/`fsync` calls done (accepted pushes / syncs is the
     /// group-commit batch size).
     pub syncs: u64,
-    /// Pushes handed to the store thread and not answered yet.
+    /// Pushes handed to the committer thread and not answered yet.
     pub pending_pushes: usize,
-    /// Delivery records not written because the queue to the store thread
+    /// Delivery records not written because the queue to the committer thread
     /// was full (or the thread had stopped). Each means at most one resend
     /// after a restart, answered by the agent as a duplicate.
     pub deliveries_dropped: usize,
 }
 
-impl StoreStats {
-    fn of(store: &Store) -> StoreStats {
-        StoreStats {
-            bytes: store.bytes(),
-            records: store.records(),
-            compactions: store.compactions,
-            syncs: store.syncs,
-            ..StoreStats::default()
+impl LogStats {
+    fn of(log: &LogFile) -> LogStats {
+        LogStats {
+            bytes: log.bytes(),
+            records: log.records(),
+            compactions: log.compactions,
+            syncs: log.syncs,
+            ..LogStats::default()
         }
     }
 }
 
-/// A push waiting for the store thread.
+/// A push waiting for the committer thread.
 struct PushReq {
-    /// The push; its id is set by the store thread.
+    /// The push; its id is set by the committer thread.
     push: v2::Push,
     targets: Vec<Uuid>,
     /// Capacity 1, answered exactly once.
     reply: Sender<Result<u64, PushError>>,
 }
 
-/// What the store thread and its handle share.
+/// What the committer thread and its handle share.
 struct Shared {
-    /// Published by the store thread (a Mutex, not atomics: 32-bit MIPS
-    /// has no 64-bit atomics).
-    stats: Mutex<StoreStats>,
-    /// Pushes handed over and not answered (see [`StoreStats`]).
+    /// Published by the committer thread (a Mutex, not atomics: 32-bit
+    /// MIPS has no 64-bit atomics).
+    stats: Mutex<LogStats>,
+    /// Pushes handed over and not answered (see [`LogStats`]).
     pending: AtomicUsize,
 }
 
-/// The handle to the store thread, owned by the master.
-pub struct StoreThread {
+/// The handle to the committer thread, owned by the master: the way in
+/// for accepted pushes and delivery records.
+pub struct Committer {
     pushes: Sender<PushReq>,
     deliveries: Sender<(u64, Uuid)>,
     shared: Arc<Shared>,
@@ -125,17 +125,18 @@ pub struct StoreThread {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The store thread's side.
-struct Worker {
-    store: Store,
+/// The committer thread's side.
+pub(crate) struct Worker {
+    log: LogFile,
     next_id: u64,
-    registry: Arc<Mutex<Registry>>,
+    /// Where synced pushes go, and who knows about room and live pushes.
+    sink: Box<dyn PushSink>,
     pushes: Receiver<PushReq>,
     deliveries: Receiver<(u64, Uuid)>,
     shared: Arc<Shared>,
 }
 
-/// What woke the store thread.
+/// What woke the committer thread.
 enum Wake {
     Push(PushReq),
     Delivery((u64, Uuid)),
@@ -143,7 +144,7 @@ enum Wake {
     PushesClosed,
 }
 
-/// Counts a push as pending until handed to the store thread; uncounts it
+/// Counts a push as pending until handed to the committer thread; uncounts it
 /// if it never is (the send failed, or the caller dropped the future while
 /// waiting for room in the queue).
 struct Counted<'a>(Option<&'a AtomicUsize>);
@@ -171,29 +172,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl StoreThread {
-    /// Starts the store thread with the opened (and replayed) log, the
-    /// next push id it recovered, and the registry pushes are queued in.
-    pub fn spawn(
-        store: Store,
-        next_id: u64,
-        registry: Arc<Mutex<Registry>>,
-    ) -> io::Result<StoreThread> {
-        let (handle, worker) = StoreThread::new(store, next_id, registry);
+impl Committer {
+    /// Starts the committer thread with the opened (and replayed) log, the
+    /// next push id it recovered, and the sink synced pushes are handed to.
+    pub fn spawn(log: LogFile, next_id: u64, sink: Box<dyn PushSink>) -> io::Result<Committer> {
+        let (handle, worker) = Committer::unstarted(log, next_id, sink);
         handle.start(worker)?;
         Ok(handle)
     }
 
     /// The handle and the thread's side, not started yet (tests queue
     /// requests first to get a known batch).
-    fn new(store: Store, next_id: u64, registry: Arc<Mutex<Registry>>) -> (StoreThread, Worker) {
+    pub(crate) fn unstarted(
+        log: LogFile,
+        next_id: u64,
+        sink: Box<dyn PushSink>,
+    ) -> (Committer, Worker) {
         let (push_tx, push_rx) = channel::bounded(PUSH_QUEUE);
         let (del_tx, del_rx) = channel::bounded(DELIVERY_QUEUE);
         let shared = Arc::new(Shared {
-            stats: Mutex::new(StoreStats::of(&store)),
+            stats: Mutex::new(LogStats::of(&log)),
             pending: AtomicUsize::new(0),
         });
-        let handle = StoreThread {
+        let handle = Committer {
             pushes: push_tx,
             deliveries: del_tx,
             shared: shared.clone(),
@@ -203,9 +204,9 @@ impl StoreThread {
             thread: Mutex::new(None),
         };
         let worker = Worker {
-            store,
+            log,
             next_id,
-            registry,
+            sink,
             pushes: push_rx,
             deliveries: del_rx,
             shared,
@@ -213,7 +214,8 @@ impl StoreThread {
         (handle, worker)
     }
 
-    fn start(&self, worker: Worker) -> io::Result<()> {
+    /// Runs `worker` (from [`unstarted`](Self::unstarted)) on its thread.
+    pub(crate) fn start(&self, worker: Worker) -> io::Result<()> {
         // If the spawn fails, the worker is dropped, which fails whatever
         // was queued (see `Drop for Worker`).
         let t = std::thread::Builder::new()
@@ -224,8 +226,8 @@ impl StoreThread {
     }
 
     /// Accepts `push` (its id is ignored) for `targets`: waits until it is
-    /// synced to the log and queued for the agents, and returns its id; or
-    /// the reason it was refused.
+    /// synced to the log and handed to the sink, and returns its id; or the
+    /// reason it was refused.
     pub async fn accept(&self, push: v2::Push, targets: Vec<Uuid>) -> Result<u64, PushError> {
         let (reply, answer) = channel::bounded(1);
         let counted = Counted::new(&self.shared.pending);
@@ -241,9 +243,9 @@ impl StoreThread {
         {
             return Err(self.gone());
         }
-        // Handed over: the store thread uncounts it when it answers.
+        // Handed over: the committer thread uncounts it when it answers.
         counted.handed_over();
-        // The store thread answers every request it takes, and fails the
+        // The committer thread answers every request it takes, and fails the
         // ones left queued when it ends: a closed reply channel means it
         // died in between.
         answer.recv().await.unwrap_or_else(|_| Err(self.gone()))
@@ -290,19 +292,19 @@ impl StoreThread {
     }
 
     /// The latest published figures, without touching the disk.
-    pub fn stats(&self) -> StoreStats {
+    pub fn stats(&self) -> LogStats {
         let mut s = *lock(&self.shared.stats);
         s.pending_pushes = self.shared.pending.load(Ordering::Relaxed);
         s.deliveries_dropped = self.deliveries_dropped.load(Ordering::Relaxed);
         s
     }
 
-    /// Pushes queued and not yet taken by the store thread.
+    /// Pushes queued and not yet taken by the committer thread.
     pub fn queued_pushes(&self) -> usize {
         self.pushes.len()
     }
 
-    /// Stops the store thread after it has written everything queued and
+    /// Stops the committer thread after it has written everything queued and
     /// synced the log, and waits for it. Pushes sent afterwards fail with
     /// [`PushError::ShuttingDown`]; delivery records are dropped.
     pub async fn stop(&self) {
@@ -330,7 +332,7 @@ impl Worker {
         loop {
             // futures-lite's block_on only parks this thread; smol's would
             // also drive the I/O reactor from here, taking agents' socket
-            // events onto the store thread.
+            // events onto the committer thread.
             let wake = smol::future::block_on(self.next(deliveries_open));
             let mut reqs = Vec::new();
             let mut dels = Vec::new();
@@ -375,7 +377,7 @@ impl Worker {
                 break;
             }
         }
-        if let Err(e) = self.store.sync() {
+        if let Err(e) = self.log.sync() {
             log::error!("push log: final sync failed: {e}");
         }
         self.publish();
@@ -416,7 +418,7 @@ impl Worker {
         if dels.is_empty() {
             return;
         }
-        if let Err(e) = self.store.delivered_batch(dels) {
+        if let Err(e) = self.log.delivered_batch(dels) {
             log::error!(
                 "push log: cannot record {} deliveries: {e}; those pushes may be sent again after a restart",
                 dels.len()
@@ -424,8 +426,8 @@ impl Worker {
         }
     }
 
-    /// Room checks, one write and one sync for the batch, then queueing and
-    /// answers.
+    /// Room checks, one write and one sync for the batch, then handing the
+    /// pushes to the sink and answers.
     fn commit(&mut self, reqs: Vec<PushReq>) {
         if reqs.is_empty() {
             return;
@@ -435,22 +437,11 @@ impl Worker {
         let mut batch = Vec::with_capacity(reqs.len());
         for mut r in reqs {
             let len = r.push.body.len();
-            // Locked per push, not per batch: agent tasks get the registry
-            // in between.
-            let room = {
-                let mut reg = lock(&self.registry);
-                let room = reg.check_room_with(&r.targets, len, |u| {
-                    promised.get(u).copied().unwrap_or_default()
-                });
-                if let Err(kind) = room {
-                    let reason = match kind {
-                        OverflowKind::Messages => "outbox_messages",
-                        OverflowKind::Bytes => "outbox_bytes",
-                    };
-                    *reg.counters.pushes_refused.entry(reason).or_default() += 1;
-                }
-                room
-            };
+            // One call per push, not per batch: the sink's locks are shared
+            // with agent tasks, which get them in between.
+            let room = self.sink.check_room(&r.targets, len, &|u| {
+                promised.get(u).copied().unwrap_or_default()
+            });
             if let Err(kind) = room {
                 self.answer(&r.reply, Err(PushError::Full(kind)));
                 continue;
@@ -469,7 +460,7 @@ impl Worker {
         };
         let (first, last) = (first.push.id, last.push.id);
         let written = self
-            .store
+            .log
             .accepted_batch(batch.iter().map(|r| (&r.push, r.targets.as_slice())));
         if let Err(e) = written {
             log::error!(
@@ -485,10 +476,10 @@ impl Worker {
         // Before the answers, so a client that got its 202 sees the log
         // figures with its push in them.
         self.publish();
-        let now = crate::os::unix_ms();
+        let now = crate::os::now();
         for r in batch {
             let id = r.push.id;
-            let refused = lock(&self.registry).enqueue(Arc::new(r.push), &r.targets, now);
+            let refused = self.sink.queue(Arc::new(r.push), &r.targets, now);
             if !refused.is_empty() {
                 // Cannot happen: the room check counted the whole batch,
                 // only this thread adds to outboxes, acks only remove. A
@@ -513,29 +504,29 @@ impl Worker {
 
     /// Compacts when the log is mostly dead records. The live count is
     /// O(1); the walk over every outbox happens only when compaction is
-    /// due. All accepted pushes are in the registry by now (they are queued
-    /// right after their sync, on this thread), so none is left out.
+    /// due. All accepted pushes are in the sink by now (they are handed to
+    /// it right after their sync, on this thread), so none is left out.
     fn maybe_compact(&mut self) {
-        if self.store.bytes() <= COMPACT_MIN_BYTES {
+        if self.log.bytes() <= COMPACT_MIN_BYTES {
             return;
         }
-        let live = lock(&self.registry).live_push_count();
-        if !self.store.should_compact(live) {
+        let live = self.sink.live_count();
+        if !self.log.should_compact(live) {
             return;
         }
-        let live = lock(&self.registry).live_pushes();
-        match self.store.compact(&live, self.next_id) {
+        let live = self.sink.live_pushes();
+        match self.log.compact(&live, self.next_id) {
             Ok(()) => log::info!(
                 "push log compacted: {} live pushes, {} bytes",
                 live.len(),
-                self.store.bytes()
+                self.log.bytes()
             ),
             Err(e) => log::error!("push log: compaction failed: {e}"),
         }
     }
 
     fn publish(&self) {
-        *lock(&self.shared.stats) = StoreStats::of(&self.store);
+        *lock(&self.shared.stats) = LogStats::of(&self.log);
     }
 }
 
@@ -562,7 +553,7 @@ mod tests {
     use smol::future::{Future, poll_once};
 
     use super::*;
-    use crate::session::outbox::OutboxLimits;
+    use crate::session::outbox::OverflowKind;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -587,165 +578,65 @@ mod tests {
         }
     }
 
-    /// A log in a fresh directory and a registry knowing `agents`, with the
-    /// thread not started yet.
-    fn setup(
-        name: &str,
-        limits: OutboxLimits,
-        agents: &[Uuid],
-    ) -> (PathBuf, Arc<Mutex<Registry>>, StoreThread, Worker) {
-        let d = tmpdir(name);
-        let (store, rec) = Store::open(&d).unwrap();
-        let mut reg = Registry::new(limits, Instant::now());
-        for a in agents {
-            reg.ensure_agent(*a);
+    /// A sink with room for everything that keeps what it is handed: the
+    /// committer's own behaviour, without a fleet (the committer with the
+    /// master's registry behind it is tested in `push_router`).
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<(u64, Vec<Uuid>)>>);
+
+    impl PushSink for Arc<Kept> {
+        fn check_room(
+            &self,
+            _: &[Uuid],
+            _: usize,
+            _: &dyn Fn(&Uuid) -> (usize, usize),
+        ) -> Result<(), OverflowKind> {
+            Ok(())
         }
-        let reg = Arc::new(Mutex::new(reg));
-        let (h, w) = StoreThread::new(store, rec.next_id, reg.clone());
-        (d, reg, h, w)
+
+        fn queue(
+            &self,
+            push: Arc<v2::Push>,
+            targets: &[Uuid],
+            _: crate::session::Clock,
+        ) -> Vec<Uuid> {
+            lock(&self.0).push((push.id, targets.to_vec()));
+            Vec::new()
+        }
+
+        fn live_count(&self) -> usize {
+            lock(&self.0).len()
+        }
+
+        fn live_pushes(&self) -> Vec<(Arc<v2::Push>, Vec<Uuid>)> {
+            Vec::new()
+        }
+    }
+
+    /// A log in a fresh directory with a [`Kept`] sink, the thread not
+    /// started yet.
+    fn setup(name: &str) -> (PathBuf, Arc<Kept>, Committer, Worker) {
+        let d = tmpdir(name);
+        let (log, rec) = LogFile::open(&d).unwrap();
+        let kept = Arc::new(Kept::default());
+        let (h, w) = Committer::unstarted(log, rec.next_id, Box::new(kept.clone()));
+        (d, kept, h, w)
     }
 
     type Answer<'a> = Pin<Box<dyn Future<Output = Result<u64, PushError>> + 'a>>;
 
-    /// Hands a push to the (not yet started) store thread: polled once, the
-    /// request is in the queue and the future waits for its answer.
-    fn queue<'a>(h: &'a StoreThread, body: &[u8], targets: &[Uuid]) -> Answer<'a> {
+    /// Hands a push to the (not yet started) committer thread: polled once,
+    /// the request is in the queue and the future waits for its answer.
+    fn queue<'a>(h: &'a Committer, body: &[u8], targets: &[Uuid]) -> Answer<'a> {
         let mut f: Answer<'a> = Box::pin(h.accept(push(body), targets.to_vec()));
         assert!(smol::block_on(poll_once(f.as_mut())).is_none());
         f
     }
 
     #[test]
-    fn queued_pushes_share_one_sync_and_survive_reopen() {
-        let agents: Vec<Uuid> = (0..4).map(|i| uuid(&format!("agent-{i}"))).collect();
-        let (d, reg, h, w) = setup("group", OutboxLimits::default(), &agents);
-        let answers: Vec<Answer<'_>> = (0..200)
-            .map(|i| queue(&h, format!("push {i}").as_bytes(), &[agents[i % 4]]))
-            .collect();
-        assert_eq!(h.queued_pushes(), 200);
-        assert_eq!(h.stats().pending_pushes, 200);
-        // Nothing is queued for an agent before its sync.
-        assert_eq!(reg.lock().unwrap().live_push_count(), 0);
-        h.start(w).unwrap();
-        let ids: Vec<u64> = answers
-            .into_iter()
-            .map(|f| smol::block_on(f).unwrap())
-            .collect();
-        assert_eq!(ids, (1..=200).collect::<Vec<u64>>());
-        for a in &agents {
-            assert_eq!(reg.lock().unwrap().agent(a).unwrap().outbox.len(), 50);
-        }
-        smol::block_on(h.stop());
-        let st = h.stats();
-        // One sync for the batch of 200, one at stop.
-        assert_eq!(st.syncs, 2, "{st:?}");
-        assert_eq!(st.pending_pushes, 0);
-        assert_eq!(
-            smol::block_on(h.accept(push(b"late"), vec![agents[0]])),
-            Err(PushError::ShuttingDown)
-        );
-
-        let (store, rec) = Store::open(&d).unwrap();
-        assert_eq!(rec.next_id, 201);
-        let got: Vec<(u64, Vec<u8>, Vec<Uuid>)> = rec
-            .pending
-            .iter()
-            .map(|(p, t)| (p.id, p.body.clone(), t.clone()))
-            .collect();
-        let want: Vec<(u64, Vec<u8>, Vec<Uuid>)> = (0..200)
-            .map(|i| {
-                (
-                    i as u64 + 1,
-                    format!("push {i}").into_bytes(),
-                    vec![agents[i % 4]],
-                )
-            })
-            .collect();
-        assert_eq!(got, want);
-        // Ids go on from the recovered next id.
-        let h = StoreThread::spawn(store, rec.next_id, reg).unwrap();
-        assert_eq!(
-            smol::block_on(h.accept(push(b"after"), vec![agents[0]])),
-            Ok(201)
-        );
-        smol::block_on(h.stop());
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn one_batch_fills_a_nearly_full_outbox_exactly() {
-        let (a, b, c) = (uuid("a"), uuid("b"), uuid("c"));
-        let limits = OutboxLimits {
-            max_msgs: 5,
-            max_bytes: 100,
-            ..OutboxLimits::default()
-        };
-        let (d, reg, h, w) = setup("room", limits, &[a, b, c]);
-        {
-            // Room left: a, 2 messages; b, 40 bytes.
-            let mut r = reg.lock().unwrap();
-            for id in 1001..=1003 {
-                let p = v2::Push { id, ..push(b"") };
-                assert!(r.enqueue(Arc::new(p), &[a], 0).is_empty());
-            }
-            let p = v2::Push {
-                id: 1004,
-                ..push(&[0; 60])
-            };
-            assert!(r.enqueue(Arc::new(p), &[b], 0).is_empty());
-        }
-        let mut answers = Vec::new();
-        for _ in 0..4 {
-            answers.push(queue(&h, b"x", &[a]));
-        }
-        for _ in 0..4 {
-            answers.push(queue(&h, &[1; 15], &[b]));
-        }
-        // All or nothing: refused because of a, so nothing promised to c.
-        answers.push(queue(&h, &[2; 50], &[c, a]));
-        answers.push(queue(&h, &[3; 100], &[c]));
-        assert_eq!(h.queued_pushes(), 10);
-        h.start(w).unwrap();
-        let results: Vec<Result<u64, PushError>> =
-            answers.into_iter().map(smol::block_on).collect();
-        let full = |k| Err(PushError::Full(k));
-        assert_eq!(
-            results,
-            [
-                Ok(1),
-                Ok(2),
-                full(OverflowKind::Messages),
-                full(OverflowKind::Messages),
-                Ok(3),
-                Ok(4),
-                full(OverflowKind::Bytes),
-                full(OverflowKind::Bytes),
-                full(OverflowKind::Messages),
-                Ok(5),
-            ]
-        );
-        {
-            let r = reg.lock().unwrap();
-            let a = &r.agent(&a).unwrap().outbox;
-            let b = &r.agent(&b).unwrap().outbox;
-            let c = &r.agent(&c).unwrap().outbox;
-            assert_eq!((a.len(), b.len(), b.bytes(), c.bytes()), (5, 3, 90, 100));
-            let refused: Vec<_> = r.counters.pushes_refused.iter().collect();
-            assert_eq!(refused, [(&"outbox_bytes", &2), (&"outbox_messages", &3)]);
-        }
-        smol::block_on(h.stop());
-        assert_eq!(h.stats().syncs, 2, "one batch, one final sync");
-        // Refused pushes were never written.
-        let (_, rec) = Store::open(&d).unwrap();
-        let ids: Vec<u64> = rec.pending.iter().map(|p| p.0.id).collect();
-        assert_eq!(ids, [1, 2, 3, 4, 5]);
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn a_dead_store_thread_fails_pushes_instead_of_hanging() {
+    fn a_dead_committer_thread_fails_pushes_instead_of_hanging() {
         let a = uuid("a");
-        let (d, _reg, h, w) = setup("dead", OutboxLimits::default(), &[a]);
+        let (d, _kept, h, w) = setup("dead");
         let waiting = queue(&h, b"x", &[a]);
         // The thread's side goes away with a request queued (as when the
         // thread panics).
@@ -764,7 +655,7 @@ mod tests {
     #[test]
     fn a_full_push_queue_makes_the_sender_wait() {
         let a = uuid("a");
-        let (d, _reg, h, w) = setup("full", OutboxLimits::default(), &[a]);
+        let (d, kept, h, w) = setup("full");
         let answers: Vec<Answer<'_>> = (0..PUSH_QUEUE).map(|_| queue(&h, b"x", &[a])).collect();
         // The queue is full: the next sender waits for room...
         let mut waiting = Box::pin(h.accept(push(b"y"), vec![a]));
@@ -780,6 +671,7 @@ mod tests {
             .map(|f| smol::block_on(f).unwrap())
             .collect();
         assert_eq!(ids, (1..=PUSH_QUEUE as u64).collect::<Vec<u64>>());
+        assert_eq!(kept.live_count(), PUSH_QUEUE, "all handed to the sink");
         smol::block_on(h.stop());
         let st = h.stats();
         assert_eq!(st.pending_pushes, 0);
@@ -791,7 +683,7 @@ mod tests {
     #[test]
     fn deliveries_beyond_the_queue_are_counted_not_waited_for() {
         let a = uuid("a");
-        let (d, _reg, h, w) = setup("deliveries", OutboxLimits::default(), &[a]);
+        let (d, _kept, h, w) = setup("deliveries");
         let before = h.stats().records;
         let dels: Vec<(u64, Uuid)> = (0..DELIVERY_QUEUE as u64 + 10).map(|i| (i, a)).collect();
         // The thread is not running: a blocking send would never return.
@@ -807,35 +699,6 @@ mod tests {
         );
         h.record_deliveries(&[(1, a)]);
         assert_eq!(h.stats().deliveries_dropped, 11, "after stop: dropped too");
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn log_is_compacted_when_no_push_is_live() {
-        let a = uuid("a");
-        let (d, reg, h, w) = setup("compact", OutboxLimits::default(), &[a]);
-        h.start(w).unwrap();
-        let body = vec![7u8; 200 << 10];
-        for id in 1..=6 {
-            assert_eq!(smol::block_on(h.accept(push(&body), vec![a])), Ok(id));
-        }
-        assert!(h.stats().bytes > COMPACT_MIN_BYTES);
-        assert_eq!(h.stats().compactions, 0, "all six pushes are live");
-        // Forgetting the (offline) agent cancels its pushes: none is live.
-        assert_eq!(reg.lock().unwrap().forget(&a).unwrap().len(), 6);
-        assert_eq!(reg.lock().unwrap().live_push_count(), 0);
-        // Any delivery record wakes the thread, which then compacts.
-        h.record_deliveries(&[(1, a)]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while h.stats().compactions == 0 {
-            assert!(Instant::now() < deadline, "no compaction: {:?}", h.stats());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(h.stats().bytes < COMPACT_MIN_BYTES);
-        smol::block_on(h.stop());
-        let (_, rec) = Store::open(&d).unwrap();
-        assert!(rec.pending.is_empty());
-        assert_eq!(rec.next_id, 7);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

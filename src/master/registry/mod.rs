@@ -1,0 +1,504 @@
+//! The fleet: every agent ever seen this run (online or not), every open
+//! connection, per-agent and global counters, push bookkeeping.
+//!
+//! No I/O here: connection tasks report session events and the HTTP side
+//! reads snapshots, all under one mutex held only for short, non-blocking
+//! updates. The master shares it between its connection tasks, the HTTP
+//! side and the push log's committer thread (through
+//! [`super::push_router`], so the push log does not know this type).
+//!
+//! This file holds the [`Registry`] type itself, agents and connections:
+//! joins, leaves, traffic counters, kicks and the fleet view. The rest of
+//! its methods live beside the state they work on:
+//! - [`reports`]: health reports, history, fan-out to subscribers;
+//! - [`pushes`]: push addresses, outbox room, queueing, handing due pushes
+//!   to connections, acks, push statuses.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conn_handle::{Cmd, ConnHandle, ConnId};
+use crate::proto::v2::{CloseCode, Role, Scope};
+use crate::proto::{Uuid, Version};
+use crate::session::master::Peer;
+use crate::session::outbox::{Outbox, OutboxLimits};
+use crate::session::{CloseInfo, Traffic};
+
+pub mod pushes;
+pub mod reports;
+
+pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
+pub use reports::{HISTORY_LEN, Latest, Point};
+
+/// Counters of one agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Reports received.
+    pub reports: u64,
+    /// Sessions opened (joins).
+    pub sessions: u64,
+    /// Times evicted for silence.
+    pub evictions: u64,
+    /// Frame errors by kind.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Sends that failed (queue overflow, encode error).
+    pub send_failures: u64,
+    /// Pushes acked as delivered.
+    pub pushes_delivered: u64,
+    /// Pushes acked as duplicates (resent after a lost ack).
+    pub pushes_duplicate: u64,
+    /// Pushes refused because the outbox was full.
+    pub pushes_refused: u64,
+    /// Reports the agent dropped from its own full ring (its last count).
+    pub agent_dropped_reports: u64,
+}
+
+/// How the last session of an agent ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastClose {
+    /// Close code name.
+    pub code: &'static str,
+    /// Reason text.
+    pub reason: String,
+    /// When, Unix ms.
+    pub unix_ms: u64,
+}
+
+/// An agent known to the master.
+#[derive(Debug)]
+pub struct Agent {
+    /// Its uuid.
+    pub uuid: Uuid,
+    /// Group label.
+    pub group: String,
+    /// Address of the current or last connection.
+    pub addr: Option<SocketAddr>,
+    /// Wire version of the current or last session.
+    pub version: Option<Version>,
+    /// Whether that session was sealed.
+    pub sealed: bool,
+    /// Its software text.
+    pub software: String,
+    /// CRC-32 of the key of the current or last sealed session.
+    pub key_id: u32,
+    /// The live connection, if online.
+    pub conn: Option<Arc<ConnHandle>>,
+    /// When the current session joined (monotonic) and as Unix ms.
+    pub connected_since: Option<(Instant, u64)>,
+    /// Last frame seen (monotonic) and as Unix ms.
+    pub last_seen: Option<(Instant, u64)>,
+    /// Latest health.
+    pub latest: Option<Latest>,
+    /// Recent health points, oldest first.
+    pub history: VecDeque<Point>,
+    /// Counters.
+    pub stats: AgentStats,
+    /// Pushes awaiting its ack.
+    pub outbox: Outbox,
+    /// How its last session ended.
+    pub last_close: Option<Box<LastClose>>,
+    /// Previous network totals, for rates: (monotonic, rx, tx).
+    prev_net: Option<(Instant, u64, u64)>,
+}
+
+impl Agent {
+    fn new(uuid: Uuid) -> Agent {
+        Agent {
+            uuid,
+            group: String::new(),
+            addr: None,
+            version: None,
+            sealed: false,
+            software: String::new(),
+            key_id: 0,
+            conn: None,
+            connected_since: None,
+            last_seen: None,
+            latest: None,
+            history: VecDeque::new(),
+            stats: AgentStats::default(),
+            outbox: Outbox::new(),
+            last_close: None,
+            prev_net: None,
+        }
+    }
+
+    /// Whether a session is live.
+    pub fn online(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+/// What an open connection is.
+#[derive(Debug)]
+struct Conn {
+    handle: Arc<ConnHandle>,
+    uuid: Option<Uuid>,
+    role: Option<Role>,
+}
+
+/// Global counters (master lifetime).
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused (cap or rate limit), by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Closes by code name.
+    pub closes: BTreeMap<&'static str, u64>,
+    /// Frame errors by kind.
+    pub frame_errors: BTreeMap<&'static str, u64>,
+    /// Frames in by type number.
+    pub frames_in: [u64; 11],
+    /// Frames out by type number.
+    pub frames_out: [u64; 11],
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Reports received.
+    pub reports: u64,
+    /// Pushes accepted by the API.
+    pub pushes_accepted: u64,
+    /// Pushes refused by the API (outbox full), by reason.
+    pub pushes_refused: BTreeMap<&'static str, u64>,
+    /// Push deliveries acked.
+    pub pushes_delivered: u64,
+    /// Fan-out messages forwarded to subscribers.
+    pub fanout: u64,
+    /// Fan-out messages dropped (subscriber queue full, then closed).
+    pub fanout_dropped: u64,
+    /// Sends that failed.
+    pub send_failures: u64,
+}
+
+/// An event for live watchers (the dashboard's SSE stream).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FleetEvent {
+    /// An agent joined.
+    Join(Uuid),
+    /// An agent left, with the close code name and reason.
+    Leave(Uuid, &'static str, String),
+    /// New health from an agent.
+    Health(Uuid, Point),
+    /// A push was delivered to an agent.
+    PushDelivered(u64, Uuid),
+}
+
+/// The fleet.
+#[derive(Debug)]
+pub struct Registry {
+    /// Boxed: a map node then holds a key and a pointer per agent, not a
+    /// ~450-byte `Agent` in half-empty node slots (idle memory per agent).
+    agents: BTreeMap<Uuid, Box<Agent>>,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections with a v2 subscription and its scope (few: dashboards,
+    /// collectors; kept apart so a connection entry stays small).
+    subscribers: Vec<(ConnId, Scope)>,
+    /// Connections registered for legacy fan-out.
+    legacy_subscribers: Vec<ConnId>,
+    /// Statuses of the pushes accepted this run.
+    pushes: pushes::PushTable,
+    /// Global counters.
+    pub counters: Counters,
+    /// Outbox bounds.
+    pub limits: OutboxLimits,
+    /// Events not yet taken by the broadcaster.
+    events: Vec<FleetEvent>,
+    /// Monotonic start, for uptime.
+    pub started: Instant,
+    next_conn: u64,
+}
+
+impl Registry {
+    /// An empty fleet.
+    pub fn new(limits: OutboxLimits, now: Instant) -> Registry {
+        Registry {
+            agents: BTreeMap::new(),
+            conns: HashMap::new(),
+            subscribers: Vec::new(),
+            legacy_subscribers: Vec::new(),
+            pushes: pushes::PushTable::default(),
+            counters: Counters::default(),
+            limits,
+            events: Vec::new(),
+            started: now,
+            next_conn: 1,
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// All agents, by uuid.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values().map(|a| &**a)
+    }
+
+    /// One agent.
+    pub fn agent(&self, uuid: &Uuid) -> Option<&Agent> {
+        self.agents.get(uuid).map(|a| &**a)
+    }
+
+    /// Number of agents online.
+    pub fn online(&self) -> usize {
+        self.agents.values().filter(|a| a.online()).count()
+    }
+
+    /// Number of open connections (agents, subscribers, handshakes).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Takes the events for live watchers.
+    pub fn take_events(&mut self) -> Vec<FleetEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// A connection was accepted.
+    pub fn conn_opened(&mut self, handle: Arc<ConnHandle>) {
+        self.counters.accepted += 1;
+        self.conns.insert(
+            handle.id,
+            Conn {
+                handle,
+                uuid: None,
+                role: None,
+            },
+        );
+    }
+
+    /// A connection's peer joined. A v2 agent already online with the same
+    /// uuid is told to close (`replaced`): the newest session wins. The
+    /// agent's unacked pushes are handed to the new session.
+    pub fn joined(
+        &mut self,
+        id: ConnId,
+        peer: &Peer,
+        addr: SocketAddr,
+        mono: Instant,
+        unix_ms: u64,
+    ) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.uuid = Some(peer.uuid);
+        conn.role = Some(peer.role);
+        if peer.role == Role::Subscriber {
+            return;
+        }
+        let handle = conn.handle.clone();
+        let a = self
+            .agents
+            .entry(peer.uuid)
+            .or_insert_with(|| Box::new(Agent::new(peer.uuid)));
+        // A v2 uuid is one authenticated device: its newest session wins.
+        // Legacy clients open several connections under one uuid (a push
+        // subscriber beside a reporter), so v1 never replaces.
+        if let Some(old) = a.conn.take()
+            && old.id != id
+        {
+            // The agent's pushes now go to this session (the outbox is
+            // reset below): the old one must not send what it was handed.
+            old.withdraw_pushes();
+            if peer.version == Version::V2 {
+                let _ = old.send(Cmd::Kick(
+                    CloseCode::Replaced,
+                    format!("replaced by a newer session from {addr}"),
+                ));
+            }
+        }
+        if !peer.group.is_empty() || peer.version == Version::V2 {
+            a.group.clone_from(&peer.group);
+        }
+        a.addr = Some(addr);
+        a.version = Some(peer.version);
+        a.sealed = peer.sealed;
+        a.software.clone_from(&peer.software);
+        a.key_id = peer.key_id;
+        a.conn = Some(handle);
+        a.connected_since = Some((mono, unix_ms));
+        a.last_seen = Some((mono, unix_ms));
+        a.stats.sessions += 1;
+        a.prev_net = None;
+        // Unacked pushes are due again on the new session.
+        a.outbox.disconnected();
+        let limits = self.limits;
+        a.hand_out(&limits, mono);
+        self.events.push(FleetEvent::Join(peer.uuid));
+    }
+
+    /// Adds a session's traffic to the agent's and global counters.
+    pub fn traffic(&mut self, id: ConnId, t: &Traffic, mono: Instant, unix_ms: u64) {
+        let c = &mut self.counters;
+        for i in 0..11 {
+            c.frames_in[i] += u64::from(t.frames_in[i]);
+            c.frames_out[i] += u64::from(t.frames_out[i]);
+        }
+        c.bytes_in += u64::from(t.bytes_in);
+        c.bytes_out += u64::from(t.bytes_out);
+        if let Some(a) = self.agent_of_mut(id) {
+            a.stats.frames_in += t.total_in();
+            a.stats.frames_out += t.total_out();
+            a.stats.bytes_in += u64::from(t.bytes_in);
+            a.stats.bytes_out += u64::from(t.bytes_out);
+            if t.total_in() > 0 {
+                a.last_seen = Some((mono, unix_ms));
+            }
+        }
+    }
+
+    fn agent_of_mut(&mut self, id: ConnId) -> Option<&mut Agent> {
+        let uuid = self.conns.get(&id)?.uuid?;
+        let a = self.agents.get_mut(&uuid)?;
+        a.conn.as_ref().is_some_and(|c| c.id == id).then_some(a)
+    }
+
+    /// A send to a connection failed.
+    pub fn send_failed(&mut self, id: ConnId) {
+        self.counters.send_failures += 1;
+        if let Some(a) = self.agent_of_mut(id) {
+            a.stats.send_failures += 1;
+        }
+    }
+
+    /// A connection ended.
+    pub fn conn_closed(&mut self, id: ConnId, info: &CloseInfo, unix_ms: u64) {
+        *self.counters.closes.entry(info.code.name()).or_default() += 1;
+        if let Some(kind) = info.frame_error {
+            *self.counters.frame_errors.entry(kind).or_default() += 1;
+        }
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        // Both lists are short (subscribers, not agents).
+        self.subscribers.retain(|&(s, _)| s != id);
+        self.legacy_subscribers.retain(|&s| s != id);
+        let Some(uuid) = conn.uuid else { return };
+        let Some(a) = self.agents.get_mut(&uuid) else {
+            return;
+        };
+        if let Some(kind) = info.frame_error {
+            *a.stats.errors.entry(kind).or_default() += 1;
+        }
+        if info.code == CloseCode::Evicted {
+            a.stats.evictions += 1;
+        }
+        if a.conn.as_ref().is_some_and(|c| c.id == id) {
+            a.conn = None;
+            a.outbox.disconnected();
+            a.last_close = Some(Box::new(LastClose {
+                code: info.code.name(),
+                reason: info.reason.clone(),
+                unix_ms,
+            }));
+            self.events.push(FleetEvent::Leave(
+                uuid,
+                info.code.name(),
+                info.reason.clone(),
+            ));
+        }
+    }
+
+    /// Tells an online agent to close; returns false if it is not online.
+    pub fn kick(&mut self, uuid: &Uuid, code: CloseCode, reason: &str) -> bool {
+        match self.agents.get(uuid).and_then(|a| a.conn.as_ref()) {
+            Some(h) => h.send(Cmd::Kick(code, reason.to_string())).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn kick_all(&mut self, code: CloseCode, reason: &str) {
+        for c in self.conns.values() {
+            let _ = c.handle.send(Cmd::Kick(code, reason.to_string()));
+        }
+    }
+
+    /// Forgets an offline agent and cancels its pushes.
+    pub fn forget(&mut self, uuid: &Uuid) -> Option<Vec<u64>> {
+        let a = self.agents.get(uuid)?;
+        if a.online() {
+            return None;
+        }
+        let a = self.agents.remove(uuid)?;
+        let ids: Vec<u64> = a.outbox.ids().map(|(id, _)| id).collect();
+        for id in &ids {
+            self.pushes.mark(*id, *uuid, Delivery::Cancelled);
+        }
+        Some(ids)
+    }
+
+    /// Makes sure an agent entry exists (for pushes to a uuid that has a
+    /// key but has not connected yet, and for recovered pushes).
+    pub fn ensure_agent(&mut self, uuid: Uuid) {
+        self.agents
+            .entry(uuid)
+            .or_insert_with(|| Box::new(Agent::new(uuid)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v2 agent peer named `name` in `group` (shared by the registry's
+    /// test modules).
+    pub(super) fn peer(name: &str, group: &str) -> Peer {
+        Peer {
+            uuid: Uuid::from_text(name).unwrap(),
+            version: Version::V2,
+            role: Role::Agent,
+            group: group.into(),
+            sealed: true,
+            minor: 0,
+            software: "t".into(),
+            key_id: 0,
+        }
+    }
+
+    /// Any peer address.
+    pub(super) fn addr() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn newer_session_replaces_older() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        let h1 = ConnHandle::new(1);
+        let h2 = ConnHandle::new(2);
+        r.conn_opened(h1.clone());
+        r.conn_opened(h2.clone());
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        r.joined(2, &peer("a", "g"), addr(), t, 0);
+        assert!(matches!(
+            h1.take().pop_front(),
+            Some(Cmd::Kick(CloseCode::Replaced, _))
+        ));
+        // The old connection's close does not mark the agent offline.
+        let info = CloseInfo {
+            code: CloseCode::Replaced,
+            reason: "x".into(),
+            by_peer: false,
+            frame_error: None,
+        };
+        r.conn_closed(1, &info, 0);
+        assert!(r.agent(&peer("a", "g").uuid).unwrap().online());
+        assert_eq!(r.online(), 1);
+    }
+}

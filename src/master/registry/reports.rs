@@ -1,0 +1,252 @@
+//! Health reports: what each agent last sent (latest, history points)
+//! and the fan-out of every report to the subscribers whose scope covers
+//! it.
+//!
+//! Kept apart from joins and pushes because it is the hot path: a report
+//! costs one registry lock, and with subscribers one serialisation shared
+//! by all of them, found by walking the subscriber list, not every
+//! connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Conn, FleetEvent, Registry};
+use crate::master::conn_handle::{Cmd, ConnId};
+use crate::proto::frame::SharedBody;
+use crate::proto::v1;
+use crate::proto::v2::{self, CloseCode, Scope};
+
+/// Health points kept per agent for charts.
+pub const HISTORY_LEN: usize = 120;
+
+/// One point of an agent's health history.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Point {
+    /// When received, Unix ms (master clock).
+    pub unix_ms: u64,
+    /// CPU busy, percent.
+    pub cpu: f32,
+    /// Memory used (total − available), percent.
+    pub mem: f32,
+    /// 1-minute load average.
+    pub load1: f32,
+    /// Receive rate over all interfaces, bytes/s.
+    pub rx_bps: f64,
+    /// Send rate over all interfaces, bytes/s.
+    pub tx_bps: f64,
+}
+
+/// The latest health an agent sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Latest {
+    /// A v2 report.
+    V2(Box<v2::Report>),
+    /// A legacy v1 report body (JSON text, as received).
+    Legacy(String),
+}
+
+impl Registry {
+    /// A v2 report arrived: keeps it as the agent's latest, adds a history
+    /// point and fans it out to the subscribers in scope.
+    pub fn report(&mut self, id: ConnId, report: Box<v2::Report>, mono: Instant, unix_ms: u64) {
+        self.counters.reports += 1;
+        let has_subscribers = !self.subscribers.is_empty();
+        let Some(a) = self.agent_of_mut(id) else {
+            return;
+        };
+        a.stats.reports += 1;
+        a.stats.agent_dropped_reports = u64::from(report.dropped);
+        let h = &report.health;
+        let (rx, tx) = h
+            .net
+            .iter()
+            .filter(|n| n.name != "lo")
+            .fold((0u64, 0u64), |(r, t), n| {
+                (r.wrapping_add(n.rx_bytes), t.wrapping_add(n.tx_bytes))
+            });
+        // Rates only between live reports: a buffered report replayed
+        // after a reconnect has an age and would skew them.
+        let (rx_bps, tx_bps) = match a.prev_net {
+            Some((t0, rx0, tx0)) if report.age_ms < 1000 && mono > t0 => {
+                let dt = (mono - t0).as_secs_f64();
+                (
+                    rx.saturating_sub(rx0) as f64 / dt,
+                    tx.saturating_sub(tx0) as f64 / dt,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        if report.age_ms < 1000 {
+            a.prev_net = Some((mono, rx, tx));
+        }
+        let m = &h.memory;
+        let mem = if m.total_kb > 0 {
+            (m.total_kb.saturating_sub(m.available_kb)) as f64 * 100.0 / m.total_kb as f64
+        } else {
+            0.0
+        };
+        let at = if report.unix_ms > 0 {
+            report.unix_ms
+        } else {
+            unix_ms.saturating_sub(u64::from(report.age_ms))
+        };
+        let p = Point {
+            unix_ms: at,
+            cpu: f32::from(h.cpu_permille) / 10.0,
+            mem: mem as f32,
+            load1: h.load_x100[0] as f32 / 100.0,
+            rx_bps,
+            tx_bps,
+        };
+        if a.history.len() == HISTORY_LEN {
+            a.history.pop_front();
+        }
+        a.history.push_back(p);
+        let uuid = a.uuid;
+        // Serialised once here for every subscriber (each session only
+        // frames and seals it), straight from the report kept as latest.
+        let event = has_subscribers.then(|| {
+            (
+                a.group.clone(),
+                SharedBody::new(v2::event_body(uuid.trimmed(), &a.group, &report)),
+            )
+        });
+        a.latest = Some(Latest::V2(report));
+        self.events.push(FleetEvent::Health(uuid, p));
+        if let Some((group, body)) = event {
+            self.fan_out(Some(&group), Cmd::Event(Arc::new(body)));
+        }
+    }
+
+    /// A v1 report arrived: fan it out to legacy and v2 subscribers.
+    pub fn legacy_report(&mut self, id: ConnId, body: Vec<u8>, unix_ms: u64) {
+        self.counters.reports += 1;
+        let mut group = None;
+        if let Some(a) = self.agent_of_mut(id) {
+            a.stats.reports += 1;
+            a.latest = Some(Latest::Legacy(String::from_utf8_lossy(&body).into_owned()));
+            let p = Point {
+                unix_ms,
+                ..Point::default()
+            };
+            if a.history.len() == HISTORY_LEN {
+                a.history.pop_front();
+            }
+            a.history.push_back(p);
+            group = Some(a.group.clone());
+            let uuid = a.uuid;
+            self.events.push(FleetEvent::Health(uuid, p));
+        }
+        if !self.legacy_subscribers.is_empty() {
+            let body = SharedBody::new(v1::fanout(&body));
+            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(body)));
+        }
+    }
+
+    /// Sends `cmd` to every subscriber whose scope covers `group`.
+    /// Legacy fan-out goes to legacy subscribers (as the PHP master did,
+    /// the reporter included if it subscribed); v2 events to v2 ones.
+    /// Walks the subscribers only, not every connection.
+    fn fan_out(&mut self, group: Option<&String>, cmd: Cmd) {
+        let mut slow = Vec::new();
+        let mut send = |conns: &HashMap<ConnId, Conn>, id: &ConnId| {
+            let Some(c) = conns.get(id) else { return };
+            self.counters.fanout += 1;
+            if c.handle.send(cmd.clone()).is_err() {
+                self.counters.fanout_dropped += 1;
+                slow.push(c.handle.clone());
+            }
+        };
+        if matches!(cmd, Cmd::LegacyFanout(_)) {
+            for id in &self.legacy_subscribers {
+                send(&self.conns, id);
+            }
+        } else {
+            for (id, scope) in &self.subscribers {
+                let wanted = match scope {
+                    Scope::All => true,
+                    Scope::Group(g) => group == Some(g),
+                };
+                if wanted {
+                    send(&self.conns, id);
+                }
+            }
+        }
+        for h in slow {
+            let _ = h.send(Cmd::Kick(
+                CloseCode::SlowConsumer,
+                "slow consumer: fan-out queue full".into(),
+            ));
+        }
+    }
+
+    /// A connection subscribed (v2); a new subscription replaces the old.
+    pub fn subscribed(&mut self, id: ConnId, scope: Scope) {
+        if !self.conns.contains_key(&id) {
+            return;
+        }
+        match self.subscribers.iter_mut().find(|(s, _)| *s == id) {
+            Some(entry) => entry.1 = scope,
+            None => self.subscribers.push((id, scope)),
+        }
+    }
+
+    /// A v1 connection registered for pushes.
+    pub fn legacy_subscribed(&mut self, id: ConnId) {
+        if self.conns.contains_key(&id) && !self.legacy_subscribers.contains(&id) {
+            self.legacy_subscribers.push(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::tests::{addr, peer};
+    use super::*;
+    use crate::master::conn_handle::ConnHandle;
+    use crate::proto::v2::Role;
+    use crate::session::CloseInfo;
+    use crate::session::outbox::OutboxLimits;
+
+    #[test]
+    fn reports_fan_out_to_subscribers_in_scope_only() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        let hs: Vec<_> = (1..=4).map(ConnHandle::new).collect();
+        for h in &hs {
+            r.conn_opened(h.clone());
+        }
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        let mut sub = peer("s", "");
+        sub.role = Role::Subscriber;
+        r.joined(2, &sub, addr(), t, 0);
+        r.subscribed(2, Scope::All);
+        r.joined(3, &sub, addr(), t, 0);
+        r.subscribed(3, Scope::Group("other".into()));
+        // Connection 4 never subscribes.
+        let report = || Box::new(v2::Report::default());
+        r.report(1, report(), t, 0);
+        let got: Vec<_> = hs.iter().map(|h| h.take()).collect();
+        let want = v2::event_body(peer("a", "g").uuid.trimmed(), "g", &report());
+        match got[1].front() {
+            Some(Cmd::Event(b)) => assert_eq!(b.plain(), want),
+            other => panic!("subscriber to all got {other:?}"),
+        }
+        assert!(got[2].is_empty() && got[3].is_empty() && got[0].is_empty());
+        // A closed subscriber leaves the list.
+        let info = CloseInfo {
+            code: CloseCode::Normal,
+            reason: "x".into(),
+            by_peer: true,
+            frame_error: None,
+        };
+        r.conn_closed(2, &info, 0);
+        r.conn_closed(3, &info, 0);
+        assert!(r.subscribers.is_empty());
+        r.report(1, report(), t, 0);
+        assert_eq!(r.counters.fanout, 1);
+    }
+}
