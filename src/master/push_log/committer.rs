@@ -553,29 +553,11 @@ mod tests {
     use smol::future::{Future, poll_once};
 
     use super::*;
+    use crate::master::push_log::test_support::{push, uuid};
     use crate::session::outbox::OverflowKind;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "edge-gw-store-thread-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn uuid(s: &str) -> Uuid {
-        Uuid::from_text(s).unwrap()
-    }
-
-    fn push(body: &[u8]) -> v2::Push {
-        v2::Push {
-            id: 0,
-            sender: "test".into(),
-            group: String::new(),
-            body: body.to_vec(),
-        }
+        crate::master::push_log::test_support::tmpdir("store-thread", name)
     }
 
     /// A sink with room for everything that keeps what it is handed: the
