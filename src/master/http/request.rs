@@ -45,6 +45,9 @@ impl Request {
 pub enum ReadError {
     /// Connection closed or timed out between requests: nothing to answer.
     Closed,
+    /// The request was not complete by its deadline (slow or slowloris
+    /// client): counted, answered 408 if the socket takes it, closed.
+    TimedOut,
     /// Malformed request: answer with this status and message, then close,
     /// because the rest of the stream cannot be trusted to be in step.
     Bad(u16, String),
