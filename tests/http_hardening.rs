@@ -297,6 +297,42 @@ fn pipelined_answers_never_read_are_cut() {
     assert!(read_until_closed(&mut c).is_some(), "closed by the master");
 }
 
+/// `?token=` is the event stream's alone (EventSource cannot send
+/// headers): elsewhere it is a 401, and it never reaches the log.
+#[test]
+fn query_token_only_opens_the_event_stream() {
+    let dir = TempDir::new("query-token");
+    let m = master_with(&dir, "", &[]);
+    let t = &m.token;
+    for (method, path, body) in [
+        ("GET", "/api/status", ""),
+        ("GET", "/api/agents", ""),
+        ("POST", "/api/push", r#"{"to":"*","body":"x"}"#),
+        ("DELETE", "/api/agents/nobody", ""),
+    ] {
+        let a = raw(
+            &m,
+            &format!(
+                "{method} {path}?token={t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(a.starts_with("HTTP/1.1 401"), "{method} {path}: {a}");
+    }
+    let mut es = TcpStream::connect(http_addr(&m)).unwrap();
+    es.set_read_timeout(Some(T)).unwrap();
+    es.write_all(format!("GET /api/events?token={t} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 64];
+    es.read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"));
+    drop(es);
+    assert!(
+        !m.proc.log_text().contains(t.as_str()),
+        "the token is never logged"
+    );
+}
+
 /// A legacy v1 report frame (type 7), as the original report client sends.
 fn legacy_report(body: &[u8]) -> Vec<u8> {
     encode(
