@@ -333,6 +333,29 @@ fn query_token_only_opens_the_event_stream() {
     );
 }
 
+/// `"to": "group:"` names no group: a 400, not a push to every agent
+/// without one.
+#[test]
+fn empty_group_name_is_refused() {
+    let dir = TempDir::new("empty-group");
+    let m = master_with(&dir, "", &["--legacy-v1"]);
+    // A legacy reporter: an agent without a group.
+    let mut r = TcpStream::connect(m.addr()).unwrap();
+    r.write_all(&legacy_report(br#"{"host":"r1"}"#)).unwrap();
+    wait_for(T, "the groupless agent", || {
+        Some(()).filter(|()| status(&m)["agents"]["known"] == 1)
+    });
+    let e = m
+        .try_request(
+            "POST",
+            "/api/push",
+            Some(&serde_json::json!({ "to": "group:", "body": "x" })),
+        )
+        .unwrap_err();
+    assert!(e.contains("400") && e.contains("empty group"), "{e}");
+    assert_eq!(status(&m)["pushes"]["accepted"], 0);
+}
+
 /// A legacy v1 report frame (type 7), as the original report client sends.
 fn legacy_report(body: &[u8]) -> Vec<u8> {
     encode(

@@ -8,7 +8,7 @@
 //! | GET | `/api/agents` | every agent, summary |
 //! | GET | `/api/agents/{uuid}` | one agent with health and history |
 //! | DELETE | `/api/agents/{uuid}` | kick (`?forget=1`: forget an offline agent) |
-//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}`, 404 no target, 413 too large, 429 / 507 a queue is full (messages / bytes) |
+//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}`; 400 empty group name, 404 no target, 413 too large, 429 / 507 a queue is full (messages / bytes) |
 //! | GET | `/api/pushes/{id}` | per-agent delivery state |
 //! | GET | `/api/events` | Server-Sent Events: join, leave, health, push_delivered |
 
@@ -129,6 +129,11 @@ async fn push(m: &Master, r: &Request) -> Reply {
             );
         }
     };
+    // "group:" names no group: resolved, it would match every agent
+    // without one, which nobody asking for a group means.
+    if to == "group:" {
+        return Reply::error(400, "empty group name in \"to\": use \"group:NAME\"");
+    }
     let sender = v.get("sender").and_then(Value::as_str).unwrap_or("api");
     let mut targets = m.lock_registry().resolve(to);
     // A device with its own key that has not connected yet can be pushed
