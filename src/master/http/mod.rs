@@ -11,9 +11,9 @@
 //! | `/api/...` | the JSON API ([`api`]) and the live event stream ([`events`]) | bearer token |
 //!
 //! Auth: every `/api/` call needs the token from `STATE_DIR/api.token`, as
-//! `Authorization: Bearer TOKEN` or, for clients that cannot set headers
-//! (the browser's `EventSource`), `?token=TOKEN`; it is compared in
-//! constant time ([`routes`]).
+//! `Authorization: Bearer TOKEN` or, on `GET /api/events` only (the
+//! browser's `EventSource` cannot set headers), `?token=TOKEN`; it is
+//! compared in constant time ([`routes`]) and never logged.
 //!
 //! Limits ([`server`]): request heads up to 16 KiB, bodies up to twice the
 //! frame size, no chunked bodies; at most `http_max_connections` (256)

@@ -29,8 +29,8 @@ pub struct Request {
 
 impl Request {
     /// A query parameter by name, so handlers can read options such as
-    /// `?forget=1` or `?token=` (for clients that cannot set headers, like
-    /// `EventSource`) without scanning the pairs themselves.
+    /// `?forget=1` or `?token=` (for the event stream only: `EventSource`
+    /// cannot set headers) without scanning the pairs themselves.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
