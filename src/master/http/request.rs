@@ -43,10 +43,12 @@ impl Request {
 /// before closing the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadError {
-    /// Connection closed or timed out between requests: nothing to answer.
+    /// Connection closed, or idle (no byte of a request) until its
+    /// deadline: nothing to answer.
     Closed,
-    /// The request was not complete by its deadline (slow or slowloris
-    /// client): counted, answered 408 if the socket takes it, closed.
+    /// The request was started but not complete by its deadline (slow or
+    /// slowloris client): counted, answered 408 if the socket takes it,
+    /// closed.
     TimedOut,
     /// Malformed request: answer with this status and message, then close,
     /// because the rest of the stream cannot be trusted to be in step.

@@ -80,8 +80,12 @@ async fn read_more(
         Some(d) => read_before(stream, &mut chunk, d)
             .await
             .map_err(|e| match e {
-                ReadEnd::Closed => ReadError::Closed,
+                // Nothing of a request came at all: an idle connection (a
+                // browser's preconnect), closed quietly, because a 408 on
+                // it could be read as the answer to the request sent next.
+                ReadEnd::TimedOut if buf.is_empty() => ReadError::Closed,
                 ReadEnd::TimedOut => ReadError::TimedOut,
+                ReadEnd::Closed => ReadError::Closed,
             })?,
         None => {
             // Between requests, running out of time is a plain idle
