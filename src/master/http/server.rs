@@ -112,9 +112,19 @@ pub async fn accept_loop(
         let Some(r) = master.accept_or_stop(&listener).await else {
             return;
         };
-        let Ok((stream, addr)) = r else {
-            Timer::after(Duration::from_millis(50)).await;
-            continue;
+        let (stream, addr) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually EMFILE: wait for descriptors to free up; said
+                // once per burst, as it repeats for every waiting client.
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "http.accept_failed",
+                    "HTTP accept failed: {e}; retrying in 50 ms"
+                );
+                Timer::after(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let accepted = Instant::now();
         let s = master.settings();
