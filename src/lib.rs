@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod keys;
+pub mod log_throttle;
 pub mod logger;
 pub mod os;
 pub mod proto;

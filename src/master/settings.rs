@@ -41,8 +41,22 @@ pub struct Settings {
     pub send_queue_frames: usize,
     /// Per-connection send queue: bytes.
     pub send_queue_bytes: usize,
-    /// A write stalled this long closes the connection (slow consumer).
+    /// A write stalled this long closes the connection (slow consumer):
+    /// agents and HTTP clients alike, so a client that stops reading
+    /// cannot hold a socket and its buffers for ever.
     pub write_timeout: Duration,
+    /// Time allowed for a whole HTTP request (head and body), counted
+    /// from the connection's accept or, on a kept-alive connection, from
+    /// the request's first byte. A deadline for the whole request, not an
+    /// idle timer, so a client sending a byte every few seconds
+    /// (slowloris) still loses its slot.
+    pub http_request_timeout: Duration,
+    /// Most simultaneous HTTP connections: bounds the file descriptors
+    /// the HTTP side can take from the agents.
+    pub http_max_connections: usize,
+    /// Most simultaneous HTTP connections from one IP, so one client
+    /// cannot take every HTTP slot and lock operators out.
+    pub http_per_ip: usize,
     /// Per-agent push queue: messages.
     pub outbox_messages: usize,
     /// Per-agent push queue: bytes.
@@ -87,6 +101,9 @@ struct File {
     send_queue_frames: Option<usize>,
     send_queue_bytes: Option<usize>,
     write_timeout: Option<u32>,
+    http_request_timeout: Option<u32>,
+    http_max_connections: Option<usize>,
+    http_per_ip: Option<usize>,
     outbox_messages: Option<usize>,
     outbox_bytes: Option<usize>,
     outbox_in_flight: Option<usize>,
@@ -172,6 +189,9 @@ impl Settings {
             send_queue_frames: file.send_queue_frames.unwrap_or(1024),
             send_queue_bytes: file.send_queue_bytes.unwrap_or(4 << 20),
             write_timeout: secs(file.write_timeout.unwrap_or(10)),
+            http_request_timeout: secs(file.http_request_timeout.unwrap_or(10)),
+            http_max_connections: file.http_max_connections.unwrap_or(256),
+            http_per_ip: file.http_per_ip.unwrap_or(64),
             outbox_messages: file.outbox_messages.unwrap_or(1000),
             outbox_bytes: file.outbox_bytes.unwrap_or(8 << 20),
             outbox_in_flight: file.outbox_in_flight.unwrap_or(32),
@@ -223,6 +243,19 @@ impl Settings {
             1 << 30,
         )?;
         range("write_timeout", self.write_timeout.as_secs(), 1, 3600)?;
+        range(
+            "http_request_timeout",
+            self.http_request_timeout.as_secs(),
+            1,
+            600,
+        )?;
+        range(
+            "http_max_connections",
+            self.http_max_connections as u64,
+            1,
+            65_536,
+        )?;
+        range("http_per_ip", self.http_per_ip as u64, 1, 65_536)?;
         range("outbox_messages", self.outbox_messages as u64, 1, 1 << 20)?;
         range("outbox_bytes", self.outbox_bytes as u64, 1024, 1 << 32)?;
         range("outbox_in_flight", self.outbox_in_flight as u64, 1, 4096)?;
@@ -260,6 +293,8 @@ mod tests {
         assert_eq!(s.miss_limit, 3);
         assert_eq!(s.keyring, PathBuf::from("/tmp/x/keyring"));
         assert!(!s.legacy_v1);
+        assert_eq!(s.http_request_timeout, Duration::from_secs(10));
+        assert_eq!((s.http_max_connections, s.http_per_ip), (256, 64));
     }
 
     #[test]

@@ -8,13 +8,14 @@
 //! | GET | `/api/agents` | every agent, summary |
 //! | GET | `/api/agents/{uuid}` | one agent with health and history |
 //! | DELETE | `/api/agents/{uuid}` | kick (`?forget=1`: forget an offline agent) |
-//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}`; 404 no target, 413 too large, 429 / 507 a queue is full (messages / bytes) |
+//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}`; 400 empty group name, 404 no target, 413 too large, 429 / 507 a queue is full (messages / bytes) |
 //! | GET | `/api/pushes/{id}` | per-agent delivery state |
 //! | GET | `/api/events` | Server-Sent Events: join, leave, health, push_delivered |
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::counters::{Refusal, Timeout};
 use super::json_views::agent_json;
 use super::reply::Reply;
 use super::request::Request;
@@ -128,6 +129,11 @@ async fn push(m: &Master, r: &Request) -> Reply {
             );
         }
     };
+    // "group:" names no group: resolved, it would match every agent
+    // without one, which nobody asking for a group means.
+    if to == "group:" {
+        return Reply::error(400, "empty group name in \"to\": use \"group:NAME\"");
+    }
     let sender = v.get("sender").and_then(Value::as_str).unwrap_or("api");
     let mut targets = m.lock_registry().resolve(to);
     // A device with its own key that has not connected yet can be pushed
@@ -176,6 +182,15 @@ fn status(m: &Master) -> Value {
     let queued: usize = reg.agents().map(|a| a.outbox.len()).sum();
     let st = m.store_stats();
     let s = m.settings();
+    let hc = m.http_counters();
+    let refused: serde_json::Map<String, Value> = Refusal::ALL
+        .iter()
+        .map(|&r| (r.name().to_string(), json!(hc.refused_count(r))))
+        .collect();
+    let timed_out: serde_json::Map<String, Value> = Timeout::ALL
+        .iter()
+        .map(|&t| (t.name().to_string(), json!(hc.timed_out_count(t))))
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": reg.started.elapsed().as_secs(),
@@ -210,6 +225,11 @@ fn status(m: &Master) -> Value {
             "watchers": m.watchers().len(),
             "watchers_dropped": m.watchers().dropped.load(std::sync::atomic::Ordering::Relaxed),
         },
+        "http": {
+            "connections": m.http_admission().open(),
+            "refused": refused,
+            "timed_out": timed_out,
+        },
         "settings": {
             "listen": s.listen,
             "heartbeat_s": s.heartbeat.as_secs(),
@@ -217,6 +237,10 @@ fn status(m: &Master) -> Value {
             "legacy_v1": s.legacy_v1,
             "allow_plaintext": s.allow_plaintext,
             "max_connections": s.max_connections,
+            "http_max_connections": s.http_max_connections,
+            "http_per_ip": s.http_per_ip,
+            "http_request_timeout_s": s.http_request_timeout.as_secs(),
+            "write_timeout_s": s.write_timeout.as_secs(),
         },
     })
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use super::counters::{Refusal, Timeout};
 use crate::master::Master;
 use crate::proto::MsgType;
 
@@ -185,6 +186,37 @@ pub fn render(m: &Master) -> String {
         "Event streams dropped for falling behind.",
         m.watchers().dropped.load(Ordering::Relaxed),
     );
+    o.one(
+        "edge_gw_http_connections",
+        "gauge",
+        "Open HTTP connections (API, metrics, dashboard, event streams).",
+        m.http_admission().open(),
+    );
+    let hc = m.http_counters();
+    o.head(
+        "edge_gw_http_connections_refused_total",
+        "counter",
+        "HTTP connections closed on accept, by reason (max_connections, per_ip).",
+    );
+    for r in Refusal::ALL {
+        o.val(
+            "edge_gw_http_connections_refused_total",
+            &format!("reason=\"{}\"", r.name()),
+            hc.refused_count(r),
+        );
+    }
+    o.head(
+        "edge_gw_http_connections_timed_out_total",
+        "counter",
+        "HTTP connections closed for taking too long, by reason (request: not sent in http_request_timeout; write: not read in write_timeout).",
+    );
+    for t in Timeout::ALL {
+        o.val(
+            "edge_gw_http_connections_timed_out_total",
+            &format!("reason=\"{}\"", t.name()),
+            hc.timed_out_count(t),
+        );
+    }
 
     type Gauge = (
         &'static str,
