@@ -23,6 +23,7 @@ use crate::session::liveness::Keepalive;
 
 pub mod backoff;
 pub mod conn;
+pub mod delivery_journal;
 pub mod health;
 pub mod hook;
 pub mod identity;
