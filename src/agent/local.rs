@@ -312,11 +312,21 @@ pub fn client_take(
                 body,
             };
             keep(&t).map_err(|e| format!("message {id} not acked: {e}"))?;
-            writeln!(s, "ACK {id}").map_err(|e| e.to_string())?;
+            // From here the caller has the message but the agent may or
+            // may not have recorded it: the only errors whose outcome is
+            // unknown, so they name the id for the caller to dedupe by.
+            let unknown = |e: String| {
+                format!(
+                    "message {id} kept, but its ack is unconfirmed ({e}): it may be handed out again"
+                )
+            };
+            writeln!(s, "ACK {id}").map_err(|e| unknown(e.to_string()))?;
             let mut ok = String::new();
-            r.read_line(&mut ok).map_err(|e| e.to_string())?;
+            r.read_line(&mut ok).map_err(|e| unknown(e.to_string()))?;
             if ok.trim() == "OK" {
                 Ok(Some(t))
+            } else if ok.is_empty() {
+                Err(unknown("the agent closed the connection".into()))
             } else {
                 Err(format!("agent refused the ack: {}", ok.trim()))
             }
