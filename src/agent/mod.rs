@@ -3,8 +3,11 @@
 //! hands pushes to a local consumer before acking them.
 //!
 //! One thread, a few tasks on a local executor: [`conn`] (the session),
-//! the report timer, the push delivery worker ([`hook`] or the [`local`]
-//! socket), and the local socket server. They share [`state`].
+//! the report timer, the push [`delivery`] worker (the [`hook`]; or the
+//! [`local`] socket), and the local socket server. They share [`state`],
+//! which holds the [`delivery_journal`]: what the consumer took, kept on
+//! disk before any ack, so a push reaches the consumer once whatever the
+//! order in which agent and master crash and restart.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,6 +26,8 @@ use crate::session::liveness::Keepalive;
 
 pub mod backoff;
 pub mod conn;
+pub mod delivery;
+pub mod delivery_journal;
 pub mod health;
 pub mod hook;
 pub mod identity;
@@ -115,15 +120,22 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         interval.as_secs(),
         state_dir.display()
     );
+    let journal = delivery_journal::DeliveryJournal::open(Some(state_dir.join("delivered.ids")));
+    for id in journal.interrupted() {
+        log::error!(
+            "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `RESOLVE {id} delivered` or `RESOLVE {id} retry` on {}",
+            local::socket_path(&state_dir).display()
+        );
+    }
     let shared = Shared::new(
         ring::ReportRing::new(set.report_ring, set.report_ring_bytes),
         inbox::Inbox::new(set.inbox_messages, set.inbox_bytes),
+        journal,
         set.on_push.is_some(),
     );
     let cfg = conn::ConnConfig {
         master: set.master.clone(),
         session,
-        recent_file: Some(state_dir.join("delivered.ids")),
     };
     let ex = LocalExecutor::new();
     smol::block_on(ex.run(main(&ex, cfg, shared, set)))
@@ -143,7 +155,7 @@ async fn main(
         set.interval,
         set.mounts.clone(),
     ));
-    let delivery = ex.spawn(deliver(
+    let delivery = ex.spawn(delivery::run(
         shared.clone(),
         set.on_push.clone(),
         set.hook_timeout,
@@ -152,19 +164,28 @@ async fn main(
     let signalled = stop_signal().await?;
     log::info!("{signalled}: stopping");
     let _ = stop_tx.send(()).await;
-    // Give the session up to 2 s to send its Close.
+    // Give the session up to 2 s to send its Close, and a running hook
+    // what is left of them to finish (its outcome is then recorded).
+    let deadline = Instant::now() + Duration::from_secs(2);
     let done = async {
         conn_task.await;
         true
     };
     let limit = async {
-        smol::Timer::after(Duration::from_secs(2)).await;
+        smol::Timer::at(deadline).await;
         false
     };
     if !done.or(limit).await {
         log::warn!("session did not close within 2 s");
     }
-    drop((local_task, reports, delivery));
+    while !shared.state.borrow().journal.running().is_empty() && Instant::now() < deadline {
+        smol::Timer::after(Duration::from_millis(50)).await;
+    }
+    // Cancelling drops the worker's future at once, which kills a hook
+    // still running; only then is it recorded as not taken.
+    let _ = delivery.cancel().await;
+    delivery::stopped(&shared);
+    drop((local_task, reports));
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }
@@ -198,40 +219,6 @@ async fn report_timer(shared: Shared, interval: Duration, mounts: Vec<String>) {
         st.counters.reports_made += 1;
         drop(st);
         shared.poke_conn();
-    }
-}
-
-/// Delivers pushes from the inbox to the `--on-push` hook, oldest first.
-/// Without a hook, `edge-gw inbox` takes them through the local socket.
-async fn deliver(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
-    let Some(cmd) = hook_cmd else { return };
-    loop {
-        let _ = shared.wake_delivery.1.recv().await;
-        loop {
-            let Some(p) = shared.state.borrow().inbox.front().cloned() else {
-                break;
-            };
-            let r = hook::run(&cmd, &p, timeout).await;
-            let mut st = shared.state.borrow_mut();
-            st.inbox.remove(p.id);
-            match r {
-                Ok(()) => {
-                    log::info!("push {} delivered to the hook", p.id);
-                    st.acked.push_back(p.id);
-                    st.counters.delivered += 1;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "push {}: hook failed ({e}); not acked, the master will resend it",
-                        p.id
-                    );
-                    st.refused.push_back(p.id);
-                    st.counters.hook_failures += 1;
-                }
-            }
-            drop(st);
-            shared.poke_conn();
-        }
     }
 }
 
