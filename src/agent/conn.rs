@@ -331,7 +331,11 @@ fn handle_offer(s: &mut AgentSession, shared: &Shared, id: u64, r: Result<(), Re
         Ok(()) => shared.poke_delivery(),
         Err(Refused::AlreadyQueued) => s.refuse_push(id),
         Err(Refused::Full(_)) => {
-            log::warn!("push {id}: inbox full; not acked, the master will resend it");
+            crate::log_limited!(
+                log::Level::Warn,
+                "agent.inbox_full",
+                "push {id}: inbox full; not acked, the master will resend it"
+            );
             s.refuse_push(id);
         }
     }

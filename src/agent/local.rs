@@ -48,7 +48,11 @@ pub async fn serve(path: PathBuf, shared: Shared) -> io::Result<()> {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                log::warn!("local socket: accept: {e}");
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "agent.local_accept",
+                    "local socket: accept: {e}"
+                );
                 smol::Timer::after(Duration::from_millis(100)).await;
                 continue;
             }

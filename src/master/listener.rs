@@ -113,7 +113,11 @@ pub async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 // Usually EMFILE: wait for descriptors to free up.
-                log::warn!("accept failed: {e}; retrying in {error_backoff:?}");
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "listener.accept",
+                    "accept failed: {e}; retrying in {error_backoff:?}"
+                );
                 smol::Timer::after(error_backoff).await;
                 error_backoff = (error_backoff * 2).min(Duration::from_secs(1));
                 continue;
