@@ -19,6 +19,7 @@ use super::http::{Reply, Request};
 use super::registry::{Agent, Delivery, Latest, Point, Registry};
 use crate::proto::Uuid;
 use crate::proto::v2;
+use crate::session::legacy::FlaggedBody;
 use crate::session::outbox::OverflowKind;
 
 /// The dashboard page, embedded in the binary.
@@ -242,6 +243,10 @@ fn status(m: &Master) -> Value {
             "fanout": c.fanout,
             "fanout_dropped": c.fanout_dropped,
             "send_failures": c.send_failures,
+            "legacy_compress_flag": FlaggedBody::ALL
+                .iter()
+                .map(|k| (k.name(), c.legacy_compress_flag[k.index()]))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "watchers": m.watchers().len(),
             "watchers_dropped": m.watchers().dropped.load(std::sync::atomic::Ordering::Relaxed),
         },

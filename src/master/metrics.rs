@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::Master;
 use crate::proto::MsgType;
+use crate::session::legacy::FlaggedBody;
 
 /// Escapes a label value.
 fn esc(s: &str) -> String {
@@ -100,6 +101,18 @@ pub fn render(m: &Master) -> String {
             "edge_gw_frame_errors_total",
             &format!("kind=\"{k}\""),
             c.frame_errors.get(k).copied().unwrap_or(0),
+        );
+    }
+    o.head(
+        "edge_gw_legacy_compress_flag_total",
+        "counter",
+        "v1 requests with the compress flag, by body: inflated, empty, not_zlib (taken as plain).",
+    );
+    for kind in FlaggedBody::ALL {
+        o.val(
+            "edge_gw_legacy_compress_flag_total",
+            &format!("body=\"{}\"", kind.name()),
+            c.legacy_compress_flag[kind.index()],
         );
     }
     o.head(

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::legacy;
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
 use crate::proto::crypto::{Handshake, Transport};
@@ -698,8 +699,15 @@ impl MasterSession {
 
     fn v1_frame(&mut self, frame: Frame, now: Clock) {
         let h = frame.header;
-        let body = match open_body(frame, None, self.cfg.max_frame) {
-            Ok(b) => b,
+        let body = match legacy::open_request(frame, self.cfg.max_frame) {
+            Ok((b, flagged)) => {
+                if let Some(kind) = flagged {
+                    let t = self.traffic.get_or_insert_with(Box::default);
+                    let n = &mut t.legacy_compress_flag[kind.index()];
+                    *n = n.wrapping_add(1);
+                }
+                b
+            }
             Err(e) => return self.bad_frame(e),
         };
         let State::Legacy(legacy) = &mut self.state else {

@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub mod dedup;
+#[cfg(feature = "master")]
+pub mod legacy;
 pub mod liveness;
 pub mod outbox;
 
@@ -165,6 +167,9 @@ pub struct Traffic {
     pub bytes_in: u32,
     /// Bytes queued for sending.
     pub bytes_out: u32,
+    /// v1 requests with the compress flag set, by what their body was
+    /// (indexed by `legacy::FlaggedBody::index`).
+    pub legacy_compress_flag: [u32; 3],
 }
 
 impl Traffic {

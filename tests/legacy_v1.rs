@@ -1,0 +1,133 @@
+//! Legacy v1 compatibility (issue 14), on raw bytes against a real
+//! `edge-gw --master --legacy-v1`: what an old PHP-era client sees must be
+//! what the original server (swoole-monitor-master) sent it. Each test
+//! names the observed behaviour of the original it checks
+//! (`shared/LEGACY-PROTOCOL.md`).
+#![cfg(all(feature = "agent", feature = "master"))]
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::legacy::{self, CLIENT_UUID, HEAD, raw, zlib};
+use support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// `{"errCode":0,"msg":"success","data":{"heartbeat":` — a heartbeat
+/// reply up to its timestamp.
+const HEARTBEAT_OK: &str = r#"{"errCode":0,"msg":"success","data":{"heartbeat":"#;
+
+/// A subscriber registered with `cipher`/`compress` flags, once the
+/// master's registry has it: a connection's frame counts reach the
+/// registry together with its registration, so the status API tells when
+/// a report would reach it.
+fn subscriber(m: &Master, cipher: u8, compress: u8) -> TcpStream {
+    let before = subscribes(m);
+    let mut sub = legacy::connect(&m.addr());
+    sub.write_all(&raw(
+        5,
+        cipher,
+        compress,
+        br#"{"code":"demo","status":"1"}"#,
+    ))
+    .unwrap();
+    sub.write_all(&raw(3, 0, 0, b"")).unwrap();
+    let hb = legacy::read(&mut sub);
+    assert_eq!(hb.flags(), [1, 4, 0, 0]);
+    wait_for(T, "the subscription in the registry", || {
+        (subscribes(m) > before).then_some(())
+    });
+    sub
+}
+
+/// Push registrations (type 5 frames) the registry has counted.
+fn subscribes(m: &Master) -> u64 {
+    status(m)["counters"]["frames_in"]["subscribe"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Prints the master's log if the test fails, so a failure says what the
+/// master saw.
+struct LogOnPanic<'a>(&'a Master);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("master log:\n{}", self.0.proc.log_text());
+        }
+    }
+}
+
+fn status(m: &Master) -> serde_json::Value {
+    m.get("/api/status")
+}
+
+/// Item 1: compress=1 means "compress what you send me"; the original never
+/// inflated a request, so a plain or empty body with the flag is normal.
+#[test]
+fn compress_flag_on_plain_bodies_is_a_request_for_compressed_replies() {
+    let dir = TempDir::new("legacy-compress");
+    let m = Master::start(&dir, &["--legacy-v1"]);
+    let _log = LogOnPanic(&m);
+
+    // Key request and heartbeat, compress=1, empty body: zlib replies.
+    let mut c = legacy::connect(&m.addr());
+    c.write_all(&raw(1, 0, 1, b"")).unwrap();
+    let key = legacy::read(&mut c);
+    assert_eq!(key.flags(), [1, 2, 0, 1]);
+    assert_eq!(&key.body[..2], &[0x78, 0xda], "level 9, as PHP wrote it");
+    assert!(
+        key.text()
+            .starts_with(r#"{"errCode":0,"msg":"success","data":{"cipher_key":""#)
+    );
+    c.write_all(&raw(3, 0, 1, b"")).unwrap();
+    let hb = legacy::read(&mut c);
+    assert_eq!(hb.flags(), [1, 4, 0, 1]);
+    assert_eq!(&hb.head[12..HEAD], CLIENT_UUID);
+    assert!(hb.text().starts_with(HEARTBEAT_OK), "{}", hb.text());
+
+    // Push-subscribe, compress=1, plain JSON body: accepted, and its
+    // fan-out frames are zlib.
+    let mut sub = subscriber(&m, 0, 1);
+
+    // A report, compress=1, plain body: forwarded as is.
+    let mut rep = legacy::connect(&m.addr());
+    let report = br#"{"host":"r1","cpu":"3%"}"#;
+    rep.write_all(&raw(7, 0, 1, report)).unwrap();
+    let fan = legacy::read(&mut sub);
+    assert_eq!(fan.flags(), [1, 6, 0, 1]);
+    assert_eq!(&fan.body[..2], &[0x78, 0xda]);
+    assert_eq!(
+        fan.text(),
+        r#"{"errCode":0,"msg":"success","data":"{\"host\":\"r1\",\"cpu\":\"3%\"}"}"#
+    );
+
+    // A report that really is zlib is still inflated (better than the
+    // original, which forwarded the deflated bytes).
+    rep.write_all(&raw(7, 0, 1, &zlib(br#"{"z":1}"#))).unwrap();
+    let fan = legacy::read(&mut sub);
+    assert_eq!(
+        fan.text(),
+        r#"{"errCode":0,"msg":"success","data":"{\"z\":1}"}"#
+    );
+
+    // Nobody was disconnected, and each case was counted.
+    for tcp in [&mut c, &mut sub, &mut rep] {
+        assert!(legacy::open_and_quiet(tcp));
+    }
+    // Counters reach the registry within 100 ms of the frame.
+    wait_for(T, "the compress-flag counters", || {
+        let st = status(&m);
+        let flagged = &st["counters"]["legacy_compress_flag"];
+        (flagged == &serde_json::json!({"empty": 2, "inflated": 1, "not_zlib": 2})).then_some(())
+    });
+    let metrics = m.metrics();
+    assert!(
+        metrics.contains("edge_gw_legacy_compress_flag_total{body=\"not_zlib\"} 2"),
+        "{metrics}"
+    );
+}
