@@ -19,6 +19,8 @@ const T: Duration = Duration::from_secs(20);
 /// `{"errCode":0,"msg":"success","data":{"heartbeat":` — a heartbeat
 /// reply up to its timestamp.
 const HEARTBEAT_OK: &str = r#"{"errCode":0,"msg":"success","data":{"heartbeat":"#;
+/// `请先请求密钥` as PHP's `json_encode` writes it.
+const NEED_KEY: &str = r#"\u8bf7\u5148\u8bf7\u6c42\u5bc6\u94a5"#;
 
 /// A subscriber registered with `cipher`/`compress` flags, once the
 /// master's registry has it: a connection's frame counts reach the
@@ -129,5 +131,54 @@ fn compress_flag_on_plain_bodies_is_a_request_for_compressed_replies() {
     assert!(
         metrics.contains("edge_gw_legacy_compress_flag_total{body=\"not_zlib\"} 2"),
         "{metrics}"
+    );
+}
+
+/// Item 2: reply_cipher=1 is answered per reply type as the original did
+/// (no encryption is ever applied).
+#[test]
+fn cipher_flag_is_answered_per_reply_type_like_the_original() {
+    let dir = TempDir::new("legacy-cipher");
+    let m = Master::start(&dir, &["--legacy-v1"]);
+    let _log = LogOnPanic(&m);
+
+    // Heartbeat, cipher=1, no key asked: success, flag 1, plaintext body.
+    let mut c = legacy::connect(&m.addr());
+    c.write_all(&raw(3, 1, 0, b"")).unwrap();
+    let hb = legacy::read(&mut c);
+    assert_eq!(hb.flags(), [1, 4, 1, 0]);
+    assert!(hb.text().starts_with(HEARTBEAT_OK), "{}", hb.text());
+
+    // Key request, cipher=1: flag 0, the normal body.
+    c.write_all(&raw(1, 1, 0, b"")).unwrap();
+    let key = legacy::read(&mut c);
+    assert_eq!(key.flags(), [1, 2, 0, 0]);
+    assert!(key.text().contains("cipher_key"));
+
+    // Fan-out to cipher=1 subscribers, with and without a key: flag 1,
+    // errCode -1 "请先请求密钥", the report as `data`.
+    let mut plain = subscriber(&m, 0, 0);
+    let mut no_key = subscriber(&m, 1, 0);
+    let mut with_key = subscriber(&m, 1, 0);
+    with_key.write_all(&raw(1, 0, 0, b"")).unwrap();
+    assert_eq!(legacy::read(&mut with_key).flags(), [1, 2, 0, 0]);
+    let mut zipped = subscriber(&m, 1, 1);
+
+    let mut rep = legacy::connect(&m.addr());
+    rep.write_all(&raw(7, 0, 0, br#"{"a":"/"}"#)).unwrap();
+    let want = format!(r#"{{"errCode":-1,"msg":"{NEED_KEY}","data":"{{\"a\":\"\/\"}}"}}"#);
+    for sub in [&mut no_key, &mut with_key] {
+        let fan = legacy::read(sub);
+        assert_eq!(fan.flags(), [1, 6, 1, 0]);
+        assert_eq!(fan.text(), want);
+    }
+    let fan = legacy::read(&mut zipped);
+    assert_eq!(fan.flags(), [1, 6, 1, 1]);
+    assert_eq!(fan.text(), want);
+    let fan = legacy::read(&mut plain);
+    assert_eq!(fan.flags(), [1, 6, 0, 0]);
+    assert_eq!(
+        fan.text(),
+        r#"{"errCode":0,"msg":"success","data":"{\"a\":\"\/\"}"}"#
     );
 }

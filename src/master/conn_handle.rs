@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::proto::frame::SharedBody;
 use crate::proto::v2::CloseCode;
+use crate::session::legacy::LegacyFanout;
 
 /// Most commands waiting for one connection. A subscriber that cannot keep
 /// up with fan-out hits this and is closed as a slow consumer.
@@ -21,9 +22,9 @@ pub enum Cmd {
     /// Forward another agent's report (v2 subscriber): the Event body,
     /// serialised once for all subscribers.
     Event(Arc<SharedBody>),
-    /// Forward a legacy report (v1 push subscriber): the fan-out body,
-    /// made once for all subscribers.
-    LegacyFanout(Arc<SharedBody>),
+    /// Forward a legacy report (v1 push subscriber): the fan-out bodies,
+    /// each made once for all subscribers.
+    LegacyFanout(Arc<LegacyFanout>),
     /// Close the connection.
     Kick(CloseCode, String),
 }
@@ -113,7 +114,7 @@ mod tests {
     #[test]
     fn bounded_wake_coalesced_kick_always_fits() {
         let h = ConnHandle::new(1);
-        let body = Arc::new(SharedBody::new(Vec::new()));
+        let body = Arc::new(LegacyFanout::new(Vec::new()));
         h.send(Cmd::Wake).unwrap();
         h.send(Cmd::Wake).unwrap();
         assert_eq!(h.take().len(), 1);

@@ -13,7 +13,8 @@ use std::time::Instant;
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
 use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode, Role, Scope};
-use crate::proto::{Uuid, Version, v1};
+use crate::proto::{Uuid, Version};
+use crate::session::legacy::LegacyFanout;
 use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
@@ -512,8 +513,8 @@ impl Registry {
             self.events.push(FleetEvent::Health(uuid, p));
         }
         if !self.legacy_subscribers.is_empty() {
-            let body = SharedBody::new(v1::fanout(&body));
-            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(body)));
+            let fanout = LegacyFanout::new(body);
+            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(fanout)));
         }
     }
 

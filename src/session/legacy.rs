@@ -1,12 +1,16 @@
 //! Where a legacy (v1) connection must behave like the PHP original and not
-//! like a v2 session: how a request's compress flag is read.
+//! like a v2 session: how a request's compress flag is read and which body a
+//! cipher-flagged subscriber gets.
 //!
 //! Kept apart from [`super::master`] so each rule, with the observation of
 //! the original that justifies it (`shared/LEGACY-PROTOCOL.md`), is in one
 //! place.
 
+use std::sync::OnceLock;
+
 use crate::proto::compress::inflate_capped;
-use crate::proto::{Frame, FrameError};
+use crate::proto::frame::SharedBody;
+use crate::proto::{Frame, FrameError, v1};
 
 /// What a v1 request body with the compress flag set turned out to be.
 ///
@@ -71,6 +75,43 @@ pub fn open_request(
     }
 }
 
+/// One legacy report on its way to every v1 subscriber: each of the two
+/// bodies the original sent is made once, on first need, whatever the
+/// number of subscribers.
+///
+/// The original answered a subscriber that registered with the cipher flag
+/// (whether or not it asked for a key) with `errCode -1 "请先请求密钥"` and
+/// the report as `data`, and everyone else with success; clients of that
+/// era may branch on `errCode`, so both are kept.
+#[derive(Debug)]
+pub struct LegacyFanout {
+    report: Vec<u8>,
+    success: OnceLock<SharedBody>,
+    need_key: OnceLock<SharedBody>,
+}
+
+impl LegacyFanout {
+    /// A fan-out of `report`, the report body as received (inflated).
+    pub fn new(report: Vec<u8>) -> LegacyFanout {
+        LegacyFanout {
+            report,
+            success: OnceLock::new(),
+            need_key: OnceLock::new(),
+        }
+    }
+
+    /// The body for a subscriber that registered with `cipher` set or not.
+    pub fn body(&self, cipher: bool) -> &SharedBody {
+        if cipher {
+            self.need_key
+                .get_or_init(|| SharedBody::new(v1::need_key_fanout(&self.report)))
+        } else {
+            self.success
+                .get_or_init(|| SharedBody::new(v1::fanout(&self.report)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +162,19 @@ mod tests {
             open_request(frame(true, &bomb), 1000),
             Err(FrameError::InflateTooLarge { max: 1000 })
         );
+    }
+
+    #[test]
+    fn fanout_bodies_per_cipher_flag_made_once() {
+        let f = LegacyFanout::new(br#"{"a":1}"#.to_vec());
+        assert_eq!(
+            f.body(false).plain(),
+            br#"{"errCode":0,"msg":"success","data":"{\"a\":1}"}"#
+        );
+        assert_eq!(
+            f.body(true).plain(),
+            br#"{"errCode":-1,"msg":"\u8bf7\u5148\u8bf7\u6c42\u5bc6\u94a5","data":"{\"a\":1}"}"#
+        );
+        assert!(std::ptr::eq(f.body(true), f.body(true)));
     }
 }

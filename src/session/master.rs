@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::legacy;
+use super::legacy::{self, LegacyFanout};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Traffic, TxLimits, TxQueue};
 use crate::proto::crypto::{Handshake, Transport};
@@ -375,9 +375,9 @@ impl MasterSession {
 
     /// Sends a legacy fan-out frame (type 6) to a v1 connection that
     /// registered for pushes, with its own uuid and flags, as the PHP
-    /// master did. `body` is [`v1::fanout`] of the report body, made once
-    /// for all subscribers.
-    pub fn send_legacy_fanout(&mut self, body: &SharedBody) -> Result<(), SendError> {
+    /// master did: the success or the "request a key first" body by the
+    /// cipher flag it registered with, each made once for all subscribers.
+    pub fn send_legacy_fanout(&mut self, fanout: &LegacyFanout) -> Result<(), SendError> {
         let State::Legacy(Legacy {
             subscription: Some((cipher, compress)),
             ..
@@ -387,7 +387,7 @@ impl MasterSession {
         };
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let e = legacy_encode(MsgType::Push, uuid, cipher, compress, self.cfg.max_frame);
-        let bytes = encode_shared(&e, body, None).map_err(SendError::Encode)?;
+        let bytes = encode_shared(&e, fanout.body(cipher), None).map_err(SendError::Encode)?;
         self.queue(bytes)
     }
 
@@ -722,11 +722,9 @@ impl MasterSession {
                     self.send_legacy(MsgType::Welcome, &v1::key_reply(&text), false, h.compress);
             }
             MsgType::Heartbeat => {
-                let body = if h.cipher && legacy.key.is_none() {
-                    v1::need_key_reply()
-                } else {
-                    v1::heartbeat_reply(now.unix_ms / 1000)
-                };
+                // Observed: success with the cipher flag echoed and a
+                // plaintext body, key or no key (it never encrypted).
+                let body = v1::heartbeat_reply(now.unix_ms / 1000);
                 let _ = self.send_legacy(MsgType::HeartbeatAck, &body, h.cipher, h.compress);
             }
             MsgType::Subscribe => match v1::check_subscribe(&body) {

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::agent::{AgentConfig, AgentEvent, AgentSession};
 use super::dedup::RecentIds;
+use super::legacy::LegacyFanout;
 use super::liveness::Keepalive;
 use super::master::{KeyLookup, MasterConfig, MasterEvent, MasterSession};
 use super::outbox::{Outbox, OutboxLimits};
 use super::{Clock, CloseInfo};
 use crate::proto::frame::{Compress, Encode, SharedBody, encode};
 use crate::proto::v2::{self, AckStatus, CloseCode, Message, Role};
-use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version, v1};
+use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
 
 const PSK: [u8; 32] = [0x42; 32];
 
@@ -704,8 +705,7 @@ fn legacy_subscribe_and_fanout() {
         })
         .unwrap();
     assert_eq!(body, report);
-    sub.send_legacy_fanout(&SharedBody::new(v1::fanout(&body)))
-        .unwrap();
+    sub.send_legacy_fanout(&LegacyFanout::new(body)).unwrap();
     let f = sub.poll_transmit().unwrap();
     assert_eq!(&f[..4], &[1, 6, 0, 0]);
     assert_eq!(
