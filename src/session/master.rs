@@ -183,6 +183,9 @@ pub struct MasterSession {
     /// Boxed and only while counts wait to be taken: an idle connection
     /// holds no counters.
     traffic: Option<Box<Traffic>>,
+    /// The first byte the peer sent (its wire version, unless garbage):
+    /// a peer that opened with v1 never gets a v2 frame, not even a Close.
+    first_byte: Option<u8>,
 }
 
 impl MasterSession {
@@ -198,6 +201,7 @@ impl MasterSession {
             tx: TxQueue::default(),
             events: VecDeque::new(),
             traffic: None,
+            first_byte: None,
         }
     }
 
@@ -303,6 +307,9 @@ impl MasterSession {
     pub fn handle_input(&mut self, data: &[u8], now: Clock, keys: &dyn KeyLookup) {
         if self.is_closed() {
             return;
+        }
+        if self.first_byte.is_none() {
+            self.first_byte = data.first().copied();
         }
         if let Err(e) = self.decoder.feed(data) {
             return self.bad_frame(e);
@@ -772,7 +779,8 @@ impl MasterSession {
         }
         let reason = format!("bad frame: {e}");
         // An unknown version may be a newer peer: tell it in the one
-        // message every version understands.
+        // message every version understands (unless it spoke v1, which
+        // does not).
         if let FrameError::UnknownVersion(_) = e {
             let close = Message::Close(Close {
                 code: CloseCode::UnsupportedVersion,
@@ -786,7 +794,9 @@ impl MasterSession {
                 v1_cipher_flag: false,
                 max_frame: self.cfg.max_frame,
             };
-            if let Ok(bytes) = encode(&enc, &close.to_body(), None) {
+            if !self.reads_only_v1()
+                && let Ok(bytes) = encode(&enc, &close.to_body(), None)
+            {
                 self.tx.push_final(bytes);
             }
             return self.finish(CloseInfo {
@@ -807,6 +817,9 @@ impl MasterSession {
 
     /// Queues a Close frame where the peer can read one (v2 only).
     fn send_close(&mut self, code: CloseCode, reason: &str) {
+        if self.reads_only_v1() {
+            return;
+        }
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let msg = Message::Close(Close {
             code,
@@ -828,6 +841,18 @@ impl MasterSession {
         };
         if let Ok(bytes) = encode(&e, &msg.to_body(), seal) {
             self.tx.push_final(bytes);
+        }
+    }
+
+    /// Whether the peer may speak only v1, so that any v2 frame is garbage
+    /// to it: the original closed such connections without a word. True
+    /// when its first byte was 1, and, with `--legacy-v1`, while it has
+    /// sent nothing at all (v2 agents open with a Hello at once; a silent
+    /// peer may be an old client).
+    fn reads_only_v1(&self) -> bool {
+        match self.first_byte {
+            Some(b) => b == Version::V1.as_u8(),
+            None => self.cfg.legacy_v1,
         }
     }
 
