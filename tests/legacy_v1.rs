@@ -254,3 +254,43 @@ fn bad_frames_from_v1_clients_are_closed_without_a_v2_frame() {
     }
     assert!(m.proc.log_text().contains("bad frame: "));
 }
+
+/// Item 4: v1 connections get the original's idle time, not the v2
+/// heartbeat × miss limit (here 1 s × 1).
+#[test]
+fn legacy_connections_have_their_own_idle_time() {
+    let dir = TempDir::new("legacy-idle");
+    let cfg = dir.path().join("master.toml");
+    std::fs::write(&cfg, "legacy_idle_timeout = 12\nhandshake_timeout = 1\n").unwrap();
+    let m = Master::start(
+        &dir,
+        &[
+            "--legacy-v1",
+            "--heartbeat",
+            "1",
+            "--miss-limit",
+            "1",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let _log = LogOnPanic(&m);
+    // A client that connects and waits before its first frame, and one
+    // that goes quiet after a heartbeat: both outlive the v2 timeouts.
+    let mut late = legacy::connect(&m.addr());
+    let mut quiet = legacy::connect(&m.addr());
+    quiet.write_all(&raw(3, 0, 0, b"")).unwrap();
+    legacy::read(&mut quiet);
+    std::thread::sleep(Duration::from_secs(3));
+    for c in [&mut late, &mut quiet] {
+        c.write_all(&raw(3, 0, 0, b"")).unwrap();
+        let hb = legacy::read(c);
+        assert_eq!(hb.flags(), [1, 4, 0, 0]);
+    }
+    // Silence past the legacy idle time: closed without a frame.
+    assert!(legacy::read_to_close(&mut quiet).is_empty());
+    let log = m.proc.log_text();
+    assert!(log.contains("idle for 12 s"), "{log}");
+    let st = status(&m);
+    assert_eq!(st["settings"]["legacy_idle_timeout_s"], 12, "{st}");
+}

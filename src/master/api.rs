@@ -255,6 +255,7 @@ fn status(m: &Master) -> Value {
             "heartbeat_s": s.heartbeat.as_secs(),
             "miss_limit": s.miss_limit,
             "legacy_v1": s.legacy_v1,
+            "legacy_idle_timeout_s": s.legacy_idle_timeout.as_secs(),
             "allow_plaintext": s.allow_plaintext,
             "max_connections": s.max_connections,
         },

@@ -23,6 +23,10 @@ pub struct Settings {
     pub keyring: PathBuf,
     /// Accept legacy v1 connections.
     pub legacy_v1: bool,
+    /// Silence after which a v1 connection is closed: the original's
+    /// idle time (~150 s), so clients written for it are not dropped by
+    /// the v2 heartbeat rule.
+    pub legacy_idle_timeout: Duration,
     /// Accept unencrypted v2 sessions.
     pub allow_plaintext: bool,
     /// Heartbeat interval.
@@ -71,6 +75,7 @@ struct File {
     state_dir: Option<PathBuf>,
     keyring: Option<PathBuf>,
     legacy_v1: Option<bool>,
+    legacy_idle_timeout: Option<u32>,
     allow_plaintext: Option<bool>,
     heartbeat: Option<u32>,
     miss_limit: Option<u32>,
@@ -145,6 +150,9 @@ impl Settings {
             state_dir,
             keyring,
             legacy_v1: opts.legacy_v1 || file.legacy_v1.unwrap_or(false),
+            legacy_idle_timeout: file
+                .legacy_idle_timeout
+                .map_or(crate::session::legacy::DEFAULT_LEGACY_IDLE, secs),
             allow_plaintext: opts.allow_plaintext || file.allow_plaintext.unwrap_or(false),
             heartbeat: secs(
                 opts.heartbeat_secs
@@ -188,6 +196,12 @@ impl Settings {
         };
         range("heartbeat", self.heartbeat.as_secs(), 1, 3600)?;
         range("miss_limit", u64::from(self.miss_limit), 1, 1000)?;
+        range(
+            "legacy_idle_timeout",
+            self.legacy_idle_timeout.as_secs(),
+            1,
+            86_400,
+        )?;
         range(
             "handshake_timeout",
             self.handshake_timeout.as_secs(),
@@ -252,6 +266,7 @@ mod tests {
         assert_eq!(s.miss_limit, 3);
         assert_eq!(s.keyring, PathBuf::from("/tmp/x/keyring"));
         assert!(!s.legacy_v1);
+        assert_eq!(s.legacy_idle_timeout, Duration::from_secs(150));
     }
 
     #[test]
@@ -273,6 +288,11 @@ mod tests {
         assert_eq!(s.miss_limit, 9, "the command line wins");
         assert!(s.legacy_v1);
 
+        std::fs::write(&f, "legacy_idle_timeout = 60\n").unwrap();
+        let s = Settings::load(&o).unwrap();
+        assert_eq!(s.legacy_idle_timeout, Duration::from_secs(60));
+        std::fs::write(&f, "legacy_idle_timeout = 0\n").unwrap();
+        assert!(Settings::load(&o).unwrap_err().contains("out of range"));
         std::fs::write(&f, "heartbeet = 5\n").unwrap();
         let e = Settings::load(&o).unwrap_err();
         assert!(e.contains("heartbeet"), "{e}");

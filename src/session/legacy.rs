@@ -1,16 +1,23 @@
 //! Where a legacy (v1) connection must behave like the PHP original and not
-//! like a v2 session: how a request's compress flag is read and which body a
-//! cipher-flagged subscriber gets.
+//! like a v2 session: how a request's compress flag is read, which body a
+//! cipher-flagged subscriber gets, and how long a v1 peer may stay silent.
 //!
 //! Kept apart from [`super::master`] so each rule, with the observation of
 //! the original that justifies it (`shared/LEGACY-PROTOCOL.md`), is in one
 //! place.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::proto::compress::inflate_capped;
 use crate::proto::frame::SharedBody;
 use crate::proto::{Frame, FrameError, v1};
+
+/// Default idle time of a v1 connection: the original closed a silent
+/// connection after about 150 s (swoole's idle check), and its own clients
+/// were written for that, some with a 60 s heartbeat. The v2 default
+/// (10 s × 3) would drop them every 30 s.
+pub const DEFAULT_LEGACY_IDLE: Duration = Duration::from_secs(150);
 
 /// What a v1 request body with the compress flag set turned out to be.
 ///

@@ -38,6 +38,9 @@ pub struct MasterConfig {
     pub max_frame: u32,
     /// Accept legacy version 1 connections (unauthenticated).
     pub legacy_v1: bool,
+    /// Silence after which a v1 connection is closed: the original's idle
+    /// time, not `keepalive` (old clients beat every 15-60 s).
+    pub legacy_idle: Duration,
     /// Accept version 2 sessions without encryption (benchmarks, labs).
     pub allow_plaintext: bool,
     /// Compression of v2 frames the master sends.
@@ -55,6 +58,7 @@ impl Default for MasterConfig {
             handshake_timeout: Duration::from_secs(10),
             max_frame: crate::proto::DEFAULT_MAX_FRAME,
             legacy_v1: false,
+            legacy_idle: legacy::DEFAULT_LEGACY_IDLE,
             allow_plaintext: false,
             compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
             tx: TxLimits::default(),
@@ -268,8 +272,9 @@ impl MasterSession {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Start | State::Confirming(..) => Some(self.created + self.cfg.handshake_timeout),
-            State::Open(_) | State::Legacy(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Start | State::Confirming(..) => Some(self.created + self.opening_timeout()),
+            State::Open(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Legacy(_) => Some(self.live.last_heard() + self.cfg.legacy_idle),
             State::Closed => None,
         }
     }
@@ -278,15 +283,26 @@ impl MasterSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Start | State::Confirming(..) => {
-                if now >= self.created + self.cfg.handshake_timeout {
-                    let secs = self.cfg.handshake_timeout.as_secs_f32();
+                let limit = self.opening_timeout();
+                if now >= self.created + limit {
+                    let secs = limit.as_secs_f32();
                     self.close(
                         CloseCode::HandshakeTimeout,
                         &format!("no handshake within {secs} s"),
                     );
                 }
             }
-            State::Open(_) | State::Legacy(_) => {
+            State::Legacy(_) => {
+                let idle = self.cfg.legacy_idle;
+                if now >= self.live.last_heard() + idle {
+                    let reason = format!(
+                        "evicted: legacy v1 connection idle for {} s",
+                        idle.as_secs()
+                    );
+                    self.close(CloseCode::Evicted, &reason);
+                }
+            }
+            State::Open(_) => {
                 if self.live.is_dead(&self.cfg.keepalive, now) {
                     let k = self.cfg.keepalive;
                     let reason = format!(
@@ -853,6 +869,18 @@ impl MasterSession {
         match self.first_byte {
             Some(b) => b == Version::V1.as_u8(),
             None => self.cfg.legacy_v1,
+        }
+    }
+
+    /// How long a connection may take to open: the handshake timeout, or
+    /// for a peer that may be an old v1 client the legacy idle time, as
+    /// the original kept a connection open until its idle check whether
+    /// or not a frame had come.
+    fn opening_timeout(&self) -> Duration {
+        if self.cfg.legacy_v1 && self.reads_only_v1() {
+            self.cfg.handshake_timeout.max(self.cfg.legacy_idle)
+        } else {
+            self.cfg.handshake_timeout
         }
     }
 

@@ -327,12 +327,47 @@ fn keepalive_comes_from_the_master() {
 #[test]
 fn handshake_timeout_on_a_silent_connection() {
     let t0 = Instant::now();
-    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    let mut m = MasterSession::new(Arc::new(MasterConfig::default()), t0);
     assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(10)));
     m.handle_timeout(t0 + Duration::from_secs(9));
     assert!(!m.is_closed());
     m.handle_timeout(t0 + Duration::from_secs(10));
     assert!(m.is_closed());
+    assert!(m.poll_transmit().is_some(), "a v2 peer is told why");
+}
+
+#[test]
+fn with_legacy_v1_a_silent_connection_waits_the_legacy_idle_time() {
+    // It may be an old client that connects first and talks later: the
+    // original kept it until its idle check, and closed without a word.
+    let t0 = Instant::now();
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(150)));
+    m.handle_timeout(t0 + Duration::from_secs(149));
+    assert!(!m.is_closed());
+    m.handle_timeout(t0 + Duration::from_secs(150));
+    assert!(m.is_closed());
+    assert!(m.poll_transmit().is_none());
+    // A peer whose first bytes are v2 still gets the handshake timeout.
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    m.handle_input(&[2, 1], Clock::now(), &OneKey(uuid(), PSK));
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+}
+
+#[test]
+fn legacy_connection_idle_time_is_its_own() {
+    let t0 = Clock::now();
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0.mono);
+    m.handle_input(&v1_frame(3, 0, 0, b""), t0, &OneKey(uuid(), PSK));
+    assert!(m.poll_transmit().is_some());
+    // The v2 rule (10 s x 3) does not apply...
+    m.handle_timeout(t0.mono + Duration::from_secs(149));
+    assert!(!m.is_closed());
+    // ...the legacy idle time does, and nothing is written.
+    assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(150)));
+    m.handle_timeout(t0.mono + Duration::from_secs(150));
+    assert!(m.is_closed());
+    assert!(m.poll_transmit().is_none());
 }
 
 fn push(id: u64) -> Arc<v2::Push> {
