@@ -294,3 +294,57 @@ fn legacy_connections_have_their_own_idle_time() {
     let st = status(&m);
     assert_eq!(st["settings"]["legacy_idle_timeout_s"], 12, "{st}");
 }
+
+/// Item 5: old deployments sit behind NAT; a burst of 400 connections from
+/// one address is served, not refused.
+#[test]
+fn burst_of_legacy_clients_from_one_address_is_served() {
+    let dir = TempDir::new("legacy-burst");
+    let m = Master::start(&dir, &["--legacy-v1"]);
+    let _log = LogOnPanic(&m);
+    let mut conns: Vec<TcpStream> = (0..400).map(|_| legacy::connect(&m.addr())).collect();
+    for c in &mut conns {
+        c.write_all(&raw(3, 0, 0, b"")).unwrap();
+    }
+    for c in &mut conns {
+        assert_eq!(legacy::read(c).flags(), [1, 4, 0, 0]);
+    }
+    let st = status(&m);
+    assert_eq!(
+        st["counters"]["connections_refused"]["rate_limited"].as_u64(),
+        None,
+        "{st}"
+    );
+}
+
+/// Item 5: when the per-IP limit does refuse, the log says so once per
+/// burst, not once per connection.
+#[test]
+fn rate_limit_refusals_are_logged_once_per_burst() {
+    let dir = TempDir::new("legacy-limit");
+    let cfg = dir.path().join("master.toml");
+    std::fs::write(&cfg, "handshakes_per_ip = 5\n").unwrap();
+    let m = Master::start(&dir, &["--legacy-v1", "--config", cfg.to_str().unwrap()]);
+    let _log = LogOnPanic(&m);
+    let conns: Vec<TcpStream> = (0..100).map(|_| legacy::connect(&m.addr())).collect();
+    let st = wait_for(T, "100 connections accepted or refused", || {
+        let st = status(&m);
+        let c = &st["counters"];
+        let seen = c["connections_accepted"].as_u64().unwrap_or(0)
+            + c["connections_refused"]["rate_limited"]
+                .as_u64()
+                .unwrap_or(0);
+        (seen >= 100).then_some(st)
+    });
+    let refused = st["counters"]["connections_refused"]["rate_limited"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refused >= 50, "{st}");
+    drop(conns);
+    let log = m.proc.log_text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("refusing new connections from 127.0.0.1"))
+        .count();
+    assert_eq!(lines, 1, "{log}");
+}
