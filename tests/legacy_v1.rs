@@ -348,3 +348,27 @@ fn rate_limit_refusals_are_logged_once_per_burst() {
         .count();
     assert_eq!(lines, 1, "{log}");
 }
+
+/// Item 6: a large report to a subscriber that asked for compression is
+/// compressed (JSON-string escaping would otherwise make it 4× larger).
+#[test]
+fn large_report_to_a_compressing_subscriber_is_compressed() {
+    let dir = TempDir::new("legacy-large");
+    let m = Master::start(&dir, &["--legacy-v1"]);
+    let _log = LogOnPanic(&m);
+    let mut zipped = subscriber(&m, 0, 1);
+    let mut plain = subscriber(&m, 0, 0);
+    // 40 KB that escapes to 160 KB: every byte a control character.
+    let mut report = b"{\"log\":\"".to_vec();
+    report.extend(std::iter::repeat_n(b"\x01\x02\x03\x04", 10_000).flatten());
+    report.extend_from_slice(b"\"}");
+    let mut rep = legacy::connect(&m.addr());
+    rep.write_all(&raw(7, 0, 0, &report)).unwrap();
+    let big = legacy::read(&mut plain);
+    assert_eq!(big.flags(), [1, 6, 0, 0]);
+    assert!(big.body.len() > 160_000, "{}", big.body.len());
+    let small = legacy::read(&mut zipped);
+    assert_eq!(small.flags(), [1, 6, 0, 1]);
+    assert!(small.body.len() < 10_000, "{}", small.body.len());
+    assert_eq!(small.text().into_bytes(), big.body);
+}
