@@ -226,6 +226,12 @@ fn legacy_clients_byte_by_byte() {
     assert_eq!(hb.header.msg_type, MsgType::HeartbeatAck);
     let body = String::from_utf8(hb.body).unwrap();
     assert!(body.starts_with(r#"{"errCode":0,"msg":"success","data":{"heartbeat":"#));
+    // The reply can be written before the registry has the registration
+    // (a report in between would miss this subscriber): its frame counts
+    // reach the registry together with it.
+    wait_for(T, "the registration in the registry", || {
+        (m.get("/api/status")["counters"]["frames_in"]["subscribe"] == 1).then_some(())
+    });
 
     // The original report client.
     let report = br#"{"host":"r1","cpu":"3%"}"#;
