@@ -606,7 +606,10 @@ MASTER OPTIONS (edge-gw --master)
         SIGHUP re-reads it and the keyring.
     --legacy-v1
         Also accept legacy v1 (plaintext, unauthenticated) agents.
-        Default: off.
+        Default: off. A v1 connection silent for legacy_idle_timeout
+        (150 s) is closed. Old sites sit behind NAT: new connections
+        from one address, v1 and v2 alike, are limited by
+        handshakes_per_ip (1000/s, bursts of 4000; config file keys).
     --allow-plaintext
         Also accept v2 agents without a key (no encryption, no
         authentication). Default: off.
