@@ -78,6 +78,7 @@ fn session_config(s: &Settings) -> MasterConfig {
         handshake_timeout: s.handshake_timeout,
         max_frame: s.max_frame,
         legacy_v1: s.legacy_v1,
+        legacy_idle: s.legacy_idle_timeout,
         allow_plaintext: s.allow_plaintext,
         compress: if s.compress {
             Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL)

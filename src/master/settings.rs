@@ -23,6 +23,10 @@ pub struct Settings {
     pub keyring: PathBuf,
     /// Accept legacy v1 connections.
     pub legacy_v1: bool,
+    /// Silence after which a v1 connection is closed: the original's
+    /// idle time (~150 s), so clients written for it are not dropped by
+    /// the v2 heartbeat rule.
+    pub legacy_idle_timeout: Duration,
     /// Accept unencrypted v2 sessions.
     pub allow_plaintext: bool,
     /// Heartbeat interval.
@@ -33,7 +37,10 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Most simultaneous connections.
     pub max_connections: usize,
-    /// New connections per second allowed from one IP (burst: 4×).
+    /// New connections per second allowed from one IP (burst: 4×). Many
+    /// devices may share one address (NAT, carrier-grade NAT): the
+    /// default lets 4,000 reconnect at once and 10,000 within ~20 s
+    /// (`BENCHMARKS.md`, scenario `nat`).
     pub handshakes_per_ip: u32,
     /// Largest frame.
     pub max_frame: u32,
@@ -91,6 +98,7 @@ struct File {
     state_dir: Option<PathBuf>,
     keyring: Option<PathBuf>,
     legacy_v1: Option<bool>,
+    legacy_idle_timeout: Option<u32>,
     allow_plaintext: Option<bool>,
     heartbeat: Option<u32>,
     miss_limit: Option<u32>,
@@ -133,6 +141,15 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
+/// Default of `handshakes_per_ip`. It was 50 (burst 200): a site of 2,000
+/// devices behind one NAT address then took 83 s to reconnect after a
+/// master restart and 10,000 behind a carrier-grade NAT 4 minutes, with
+/// the agents' backoff (scenario `nat` of the load tool). At 1,000
+/// (burst 4,000) they take 1 s and 18 s, and one address alone can still
+/// take at most a sixth of the master's handshake capacity (~5,900/s on
+/// two threads, `BENCHMARKS.md`).
+pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 1000;
+
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
@@ -169,6 +186,9 @@ impl Settings {
             state_dir,
             keyring,
             legacy_v1: opts.legacy_v1 || file.legacy_v1.unwrap_or(false),
+            legacy_idle_timeout: file
+                .legacy_idle_timeout
+                .map_or(crate::session::legacy::DEFAULT_LEGACY_IDLE, secs),
             allow_plaintext: opts.allow_plaintext || file.allow_plaintext.unwrap_or(false),
             heartbeat: secs(
                 opts.heartbeat_secs
@@ -184,7 +204,7 @@ impl Settings {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(20_000),
-            handshakes_per_ip: file.handshakes_per_ip.unwrap_or(50),
+            handshakes_per_ip: file.handshakes_per_ip.unwrap_or(DEFAULT_HANDSHAKES_PER_IP),
             max_frame: file.max_frame.unwrap_or(crate::proto::DEFAULT_MAX_FRAME),
             send_queue_frames: file.send_queue_frames.unwrap_or(1024),
             send_queue_bytes: file.send_queue_bytes.unwrap_or(4 << 20),
@@ -216,6 +236,12 @@ impl Settings {
         };
         range("heartbeat", self.heartbeat.as_secs(), 1, 3600)?;
         range("miss_limit", u64::from(self.miss_limit), 1, 1000)?;
+        range(
+            "legacy_idle_timeout",
+            self.legacy_idle_timeout.as_secs(),
+            1,
+            86_400,
+        )?;
         range(
             "handshake_timeout",
             self.handshake_timeout.as_secs(),
@@ -295,6 +321,8 @@ mod tests {
         assert!(!s.legacy_v1);
         assert_eq!(s.http_request_timeout, Duration::from_secs(10));
         assert_eq!((s.http_max_connections, s.http_per_ip), (256, 64));
+        assert_eq!(s.legacy_idle_timeout, Duration::from_secs(150));
+        assert_eq!(s.handshakes_per_ip, 1000);
     }
 
     #[test]
@@ -316,6 +344,11 @@ mod tests {
         assert_eq!(s.miss_limit, 9, "the command line wins");
         assert!(s.legacy_v1);
 
+        std::fs::write(&f, "legacy_idle_timeout = 60\n").unwrap();
+        let s = Settings::load(&o).unwrap();
+        assert_eq!(s.legacy_idle_timeout, Duration::from_secs(60));
+        std::fs::write(&f, "legacy_idle_timeout = 0\n").unwrap();
+        assert!(Settings::load(&o).unwrap_err().contains("out of range"));
         std::fs::write(&f, "heartbeet = 5\n").unwrap();
         let e = Settings::load(&o).unwrap_err();
         assert!(e.contains("heartbeet"), "{e}");

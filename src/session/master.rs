@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::legacy::{self, LegacyFanout};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
 use crate::proto::crypto::{CryptoError, Handshake, Transport};
@@ -37,6 +38,9 @@ pub struct MasterConfig {
     pub max_frame: u32,
     /// Accept legacy version 1 connections (unauthenticated).
     pub legacy_v1: bool,
+    /// Silence after which a v1 connection is closed: the original's idle
+    /// time, not `keepalive` (old clients beat every 15-60 s).
+    pub legacy_idle: Duration,
     /// Accept version 2 sessions without encryption (benchmarks, labs).
     pub allow_plaintext: bool,
     /// Compression of v2 frames the master sends.
@@ -54,6 +58,7 @@ impl Default for MasterConfig {
             handshake_timeout: Duration::from_secs(10),
             max_frame: crate::proto::DEFAULT_MAX_FRAME,
             legacy_v1: false,
+            legacy_idle: legacy::DEFAULT_LEGACY_IDLE,
             allow_plaintext: false,
             compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
             tx: TxLimits::default(),
@@ -195,6 +200,9 @@ pub struct MasterSession {
     /// Boxed and only while counts wait to be taken: an idle connection
     /// holds no counters.
     traffic: Option<Box<Traffic>>,
+    /// The first byte the peer sent (its wire version, unless garbage):
+    /// a peer that opened with v1 never gets a v2 frame, not even a Close.
+    first_byte: Option<u8>,
 }
 
 impl MasterSession {
@@ -210,6 +218,7 @@ impl MasterSession {
             tx: TxQueue::default(),
             events: VecDeque::new(),
             traffic: None,
+            first_byte: None,
         }
     }
 
@@ -276,8 +285,9 @@ impl MasterSession {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Start | State::Confirming(..) => Some(self.created + self.cfg.handshake_timeout),
-            State::Open(_) | State::Legacy(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Start | State::Confirming(..) => Some(self.created + self.opening_timeout()),
+            State::Open(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Legacy(_) => Some(self.live.last_heard() + self.cfg.legacy_idle),
             State::Closed => None,
         }
     }
@@ -286,15 +296,26 @@ impl MasterSession {
     pub fn handle_timeout(&mut self, now: Clock) {
         match self.state {
             State::Start | State::Confirming(..) => {
-                if now.mono >= self.created + self.cfg.handshake_timeout {
-                    let secs = self.cfg.handshake_timeout.as_secs_f32();
+                let limit = self.opening_timeout();
+                if now.mono >= self.created + limit {
+                    let secs = limit.as_secs_f32();
                     self.close(
                         CloseCode::HandshakeTimeout,
                         &format!("no handshake within {secs} s"),
                     );
                 }
             }
-            State::Open(_) | State::Legacy(_) => {
+            State::Legacy(_) => {
+                let idle = self.cfg.legacy_idle;
+                if now.mono >= self.live.last_heard() + idle {
+                    let reason = format!(
+                        "evicted: legacy v1 connection idle for {} s",
+                        idle.as_secs()
+                    );
+                    self.close(CloseCode::Evicted, &reason);
+                }
+            }
+            State::Open(_) => {
                 if self.live.is_dead(&self.cfg.keepalive, now.mono) {
                     let k = self.cfg.keepalive;
                     let reason = format!(
@@ -320,6 +341,11 @@ impl MasterSession {
         keys: &dyn KeyLookup,
         entropy: &mut dyn Entropy,
     ) {
+        if self.first_byte.is_none() {
+            // Which wire the peer opened with decides what a refusal may
+            // write back (a v1 client cannot parse a v2 Close).
+            self.first_byte = data.first().copied();
+        }
         receive(self, data, |s, frame| {
             s.handle_frame(frame, now, keys, entropy)
         });
@@ -372,9 +398,9 @@ impl MasterSession {
 
     /// Sends a legacy fan-out frame (type 6) to a v1 connection that
     /// registered for pushes, with its own uuid and flags, as the PHP
-    /// master did. `body` is [`v1::fanout`] of the report body, made once
-    /// for all subscribers.
-    pub fn send_legacy_fanout(&mut self, body: &SharedBody) -> Result<(), SendError> {
+    /// master did: the success or the "request a key first" body by the
+    /// cipher flag it registered with, each made once for all subscribers.
+    pub fn send_legacy_fanout(&mut self, fanout: &LegacyFanout) -> Result<(), SendError> {
         let State::Legacy(Legacy {
             subscription: Some((cipher, compress)),
             ..
@@ -384,7 +410,7 @@ impl MasterSession {
         };
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let e = legacy_encode(MsgType::Push, uuid, cipher, compress, self.cfg.max_frame);
-        let bytes = encode_shared(&e, body, None).map_err(SendError::Encode)?;
+        let bytes = encode_shared(&e, fanout.body(cipher), None).map_err(SendError::Encode)?;
         self.queue(bytes)
     }
 
@@ -711,8 +737,15 @@ impl MasterSession {
 
     fn v1_frame(&mut self, frame: Frame, now: Clock, entropy: &mut dyn Entropy) {
         let h = frame.header;
-        let body = match open_body(frame, None, self.cfg.max_frame) {
-            Ok(b) => b,
+        let body = match legacy::open_request(frame, self.cfg.max_frame) {
+            Ok((b, flagged)) => {
+                if let Some(kind) = flagged {
+                    let t = self.traffic.get_or_insert_with(Box::default);
+                    let n = &mut t.legacy_compress_flag[kind.index()];
+                    *n = n.wrapping_add(1);
+                }
+                b
+            }
             Err(e) => return self.bad_frame(e),
         };
         let State::Legacy(legacy) = &mut self.state else {
@@ -727,11 +760,9 @@ impl MasterSession {
                     self.send_legacy(MsgType::Welcome, &v1::key_reply(&text), false, h.compress);
             }
             MsgType::Heartbeat => {
-                let body = if h.cipher && legacy.key.is_none() {
-                    v1::need_key_reply()
-                } else {
-                    v1::heartbeat_reply(now.unix_ms / 1000)
-                };
+                // Observed: success with the cipher flag echoed and a
+                // plaintext body, key or no key (it never encrypted).
+                let body = v1::heartbeat_reply(now.unix_ms / 1000);
                 let _ = self.send_legacy(MsgType::HeartbeatAck, &body, h.cipher, h.compress);
             }
             MsgType::Subscribe => match v1::check_subscribe(&body) {
@@ -779,7 +810,8 @@ impl MasterSession {
         }
         let reason = format!("bad frame: {e}");
         // An unknown version may be a newer peer: tell it in the one
-        // message every version understands.
+        // message every version understands (unless it spoke v1, which
+        // does not).
         if let FrameError::UnknownVersion(_) = e {
             let close = Message::Close(Close {
                 code: CloseCode::UnsupportedVersion,
@@ -793,7 +825,9 @@ impl MasterSession {
                 v1_cipher_flag: false,
                 max_frame: self.cfg.max_frame,
             };
-            if let Ok(bytes) = encode(&enc, &close.to_body(), None) {
+            if !self.reads_only_v1()
+                && let Ok(bytes) = encode(&enc, &close.to_body(), None)
+            {
                 self.tx.push_final(bytes);
             }
             return self.finish(CloseInfo {
@@ -814,6 +848,9 @@ impl MasterSession {
 
     /// Queues a Close frame where the peer can read one (v2 only).
     fn send_close(&mut self, code: CloseCode, reason: &str) {
+        if self.reads_only_v1() {
+            return;
+        }
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let msg = Message::Close(Close {
             code,
@@ -835,6 +872,30 @@ impl MasterSession {
         };
         if let Ok(bytes) = encode(&e, &msg.to_body(), seal) {
             self.tx.push_final(bytes);
+        }
+    }
+
+    /// Whether the peer may speak only v1, so that any v2 frame is garbage
+    /// to it: the original closed such connections without a word. True
+    /// when its first byte was 1, and, with `--legacy-v1`, while it has
+    /// sent nothing at all (v2 agents open with a Hello at once; a silent
+    /// peer may be an old client).
+    fn reads_only_v1(&self) -> bool {
+        match self.first_byte {
+            Some(b) => b == Version::V1.as_u8(),
+            None => self.cfg.legacy_v1,
+        }
+    }
+
+    /// How long a connection may take to open: the handshake timeout, or
+    /// for a peer that may be an old v1 client the legacy idle time, as
+    /// the original kept a connection open until its idle check whether
+    /// or not a frame had come.
+    fn opening_timeout(&self) -> Duration {
+        if self.cfg.legacy_v1 && self.reads_only_v1() {
+            self.cfg.handshake_timeout.max(self.cfg.legacy_idle)
+        } else {
+            self.cfg.handshake_timeout
         }
     }
 

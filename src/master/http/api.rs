@@ -23,6 +23,7 @@ use crate::master::registry::Delivery;
 use crate::master::{Master, PushError};
 use crate::proto::Uuid;
 use crate::proto::v2;
+use crate::session::legacy::FlaggedBody;
 use crate::session::outbox::OverflowKind;
 
 /// Answers a request under `/api/` whose token `routes` has
@@ -222,6 +223,10 @@ fn status(m: &Master) -> Value {
             "fanout": c.fanout,
             "fanout_dropped": c.fanout_dropped,
             "send_failures": c.send_failures,
+            "legacy_compress_flag": FlaggedBody::ALL
+                .iter()
+                .map(|k| (k.name(), c.legacy_compress_flag[k.index()]))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "watchers": m.watchers().len(),
             "watchers_dropped": m.watchers().dropped.load(std::sync::atomic::Ordering::Relaxed),
         },
@@ -235,6 +240,7 @@ fn status(m: &Master) -> Value {
             "heartbeat_s": s.heartbeat.as_secs(),
             "miss_limit": s.miss_limit,
             "legacy_v1": s.legacy_v1,
+            "legacy_idle_timeout_s": s.legacy_idle_timeout.as_secs(),
             "allow_plaintext": s.allow_plaintext,
             "max_connections": s.max_connections,
             "http_max_connections": s.http_max_connections,

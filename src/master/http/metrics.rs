@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use super::counters::{Refusal, Timeout};
 use crate::master::Master;
 use crate::proto::MsgType;
+use crate::session::legacy::FlaggedBody;
 
 /// Escapes a label value.
 fn esc(s: &str) -> String {
@@ -104,6 +105,18 @@ pub fn render(m: &Master) -> String {
             "edge_gw_frame_errors_total",
             &format!("kind=\"{k}\""),
             c.frame_errors.get(k).copied().unwrap_or(0),
+        );
+    }
+    o.head(
+        "edge_gw_legacy_compress_flag_total",
+        "counter",
+        "v1 requests with the compress flag, by body: inflated, empty, not_zlib (taken as plain).",
+    );
+    for kind in FlaggedBody::ALL {
+        o.val(
+            "edge_gw_legacy_compress_flag_total",
+            &format!("body=\"{}\"", kind.name()),
+            c.legacy_compress_flag[kind.index()],
         );
     }
     o.head(

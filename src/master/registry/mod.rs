@@ -180,6 +180,10 @@ pub struct Counters {
     pub fanout_dropped: u64,
     /// Sends that failed.
     pub send_failures: u64,
+    /// v1 requests with the compress flag, by what the body was
+    /// (`session::legacy::FlaggedBody`): old clients set the flag on plain
+    /// bodies, and an operator may want to know which do.
+    pub legacy_compress_flag: [u64; 3],
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -351,6 +355,13 @@ impl Registry {
         }
         c.bytes_in += u64::from(t.bytes_in);
         c.bytes_out += u64::from(t.bytes_out);
+        for (sum, n) in c
+            .legacy_compress_flag
+            .iter_mut()
+            .zip(t.legacy_compress_flag)
+        {
+            *sum += u64::from(n);
+        }
         if let Some(a) = self.agent_of_mut(id) {
             a.stats.frames_in += t.total_in();
             a.stats.frames_out += t.total_out();
