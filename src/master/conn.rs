@@ -331,10 +331,24 @@ fn drain_events(
     }
     let clock = os::now();
     let mut delivered = Vec::new();
+    // Set when the registry refuses the join: what the session said after
+    // it in this batch must not reach the registry.
+    let mut refused = None;
     {
         let mut reg = master.lock_registry();
         for e in events {
+            if refused.is_some() && !matches!(e, MasterEvent::Closed(_)) {
+                continue;
+            }
             match e {
+                MasterEvent::IdentityRefused { uuid, who } => {
+                    log::warn!(
+                        "connection {id} from {addr}: {} session refused: uuid {uuid} has its own \
+                         key and joins only sealed",
+                        who.name()
+                    );
+                    reg.identity_refused(who);
+                }
                 MasterEvent::Joined(peer) => {
                     log::info!(
                         "{} {} joined (v{}, {}, group {:?})",
@@ -347,7 +361,10 @@ fn drain_events(
                         if peer.sealed { "sealed" } else { "plaintext" },
                         peer.group
                     );
-                    reg.joined(id, &peer, addr, clock.mono, clock.unix_ms);
+                    if let Some(r) = reg.joined(id, &peer, addr, clock.mono, clock.unix_ms) {
+                        log::warn!("connection {id} from {addr}: {}", r.reason);
+                        refused = Some(r.reason);
+                    }
                 }
                 MasterEvent::Report(r) => reg.report(id, r, clock.mono, clock.unix_ms),
                 MasterEvent::LegacyReport(b) => reg.legacy_report(id, b, clock.unix_ms),
@@ -369,5 +386,8 @@ fn drain_events(
     }
     if !delivered.is_empty() {
         master.record_deliveries(&delivered);
+    }
+    if let Some(reason) = refused {
+        session.refuse(CloseCode::AuthFailed, &reason);
     }
 }

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::identity::{Unauthenticated, malformed_uuid, unauthenticated_claim};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
 use crate::proto::crypto::{CryptoError, Handshake, Transport};
@@ -66,11 +67,24 @@ impl Default for MasterConfig {
 pub trait KeyLookup {
     /// The key for `uuid` (its device key, else the fleet key).
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]>;
+
+    /// Whether `uuid` has a device key of its own (not just the fleet
+    /// key): such a uuid is an authenticated identity that no v1 or
+    /// plaintext session may claim ([`super::identity`]). The default
+    /// says no, for lookups that hold no device keys; one that does must
+    /// answer, or its devices lose that protection.
+    fn has_device_key(&self, _uuid: &Uuid) -> bool {
+        false
+    }
 }
 
 impl KeyLookup for crate::keys::Keyring {
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]> {
         self.lookup(uuid.trimmed()).map(|k| *k.as_bytes())
+    }
+
+    fn has_device_key(&self, uuid: &Uuid) -> bool {
+        self.has_device_key(uuid.trimmed())
     }
 }
 
@@ -145,6 +159,17 @@ pub enum MasterEvent {
     },
     /// An agent acknowledged a push.
     PushAcked(v2::PushAck),
+    /// An unauthenticated session tried to claim a uuid that has a device
+    /// key of its own and was refused before it joined (a `Closed`
+    /// follows). Its own event so the shell can count it and warn: it is
+    /// an impersonation attempt or a badly configured client, not an
+    /// ordinary close.
+    IdentityRefused {
+        /// The uuid it claimed.
+        uuid: Uuid,
+        /// What kind of session it was.
+        who: Unauthenticated,
+    },
     /// The connection is over; no more events follow.
     Closed(CloseInfo),
 }
@@ -351,6 +376,16 @@ impl MasterSession {
         });
     }
 
+    /// Refuses a peer the session had let join (the master's registry
+    /// found its uuid belongs to an authenticated agent): drops the replies
+    /// not yet written (a key reply, a Welcome) so the refused peer gets
+    /// nothing but the close, then closes with `code` and `reason` (a v2
+    /// peer reads a Close; a legacy one is hung up on).
+    pub fn refuse(&mut self, code: CloseCode, reason: &str) {
+        self.tx.clear();
+        self.close(code, reason);
+    }
+
     /// Sends a push to a joined v2 agent.
     pub fn send_push(&mut self, push: &v2::Push) -> Result<(), SendError> {
         self.send_v2(&Message::Push(push.clone()))
@@ -516,6 +551,27 @@ impl MasterSession {
                     frame_error: None,
                 });
             }
+            // A legacy client cannot read a v2 Close: refusals hang up
+            // without a reply, the reason goes to the log and counters.
+            if let Some(reason) = malformed_uuid(&h.uuid) {
+                return self.finish(CloseInfo {
+                    code: CloseCode::Protocol,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
+            let who = Unauthenticated::LegacyV1;
+            if let Some(reason) = unauthenticated_claim(&h.uuid, keys, who) {
+                self.events
+                    .push_back(MasterEvent::IdentityRefused { uuid: h.uuid, who });
+                return self.finish(CloseInfo {
+                    code: CloseCode::AuthFailed,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
             let peer = Peer {
                 uuid: h.uuid,
                 version: Version::V1,
@@ -557,10 +613,14 @@ impl MasterSession {
             self.state = State::Start;
             return self.close(CloseCode::Protocol, "hello must not be compressed");
         }
+        if let Some(reason) = malformed_uuid(&h.uuid) {
+            self.state = State::Start;
+            return self.close(CloseCode::Protocol, &reason);
+        }
         if h.cipher {
             self.sealed_hello(frame, now, keys, entropy);
         } else {
-            self.plain_hello(frame, now);
+            self.plain_hello(frame, now, keys);
         }
     }
 
@@ -633,7 +693,7 @@ impl MasterSession {
         }
     }
 
-    fn plain_hello(&mut self, frame: Frame, now: Clock) {
+    fn plain_hello(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
         let uuid = frame.header.uuid;
         self.state = State::Start;
         if !self.cfg.allow_plaintext {
@@ -641,6 +701,12 @@ impl MasterSession {
                 CloseCode::AuthFailed,
                 "plaintext sessions are disabled on this master: give the agent a key file",
             );
+        }
+        let who = Unauthenticated::Plaintext;
+        if let Some(reason) = unauthenticated_claim(&uuid, keys, who) {
+            self.events
+                .push_back(MasterEvent::IdentityRefused { uuid, who });
+            return self.close(CloseCode::AuthFailed, &reason);
         }
         let hello: v2::Hello = match v2::decode(MsgType::Hello, &frame.body) {
             Ok(h) => h,

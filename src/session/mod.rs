@@ -20,6 +20,8 @@ use crate::proto::crypto::Ephemeral;
 use crate::proto::{Frame, FrameDecoder, FrameError};
 
 pub mod dedup;
+#[cfg(feature = "master")]
+pub mod identity;
 pub mod liveness;
 pub mod outbox;
 

@@ -207,6 +207,7 @@ fn status(m: &Master) -> Value {
             "fanout": c.fanout,
             "fanout_dropped": c.fanout_dropped,
             "send_failures": c.send_failures,
+            "identity_refused": c.identity_refused,
             "watchers": m.watchers().len(),
             "watchers_dropped": m.watchers().dropped.load(std::sync::atomic::Ordering::Relaxed),
         },

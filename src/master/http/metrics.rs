@@ -167,6 +167,18 @@ pub fn render(m: &Master) -> String {
         "Reports not forwarded: subscriber queue full.",
         c.fanout_dropped,
     );
+    o.head(
+        "edge_gw_identity_refused_total",
+        "counter",
+        "Unauthenticated sessions refused for claiming an authenticated uuid, by wire.",
+    );
+    for w in ["v1", "plaintext"] {
+        o.val(
+            "edge_gw_identity_refused_total",
+            &format!("wire=\"{w}\""),
+            c.identity_refused.get(w).copied().unwrap_or(0),
+        );
+    }
     o.one(
         "edge_gw_send_failures_total",
         "counter",

@@ -26,9 +26,11 @@ use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod identity;
 pub mod pushes;
 pub mod reports;
 
+pub use identity::IdentityRefused;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{HISTORY_LEN, Latest, Point};
 
@@ -87,6 +89,10 @@ pub struct Agent {
     pub version: Option<Version>,
     /// Whether that session was sealed.
     pub sealed: bool,
+    /// Whether it has ever joined sealed this run: from then on its uuid
+    /// is an authenticated identity no unauthenticated session may claim
+    /// ([`identity`]).
+    pub authenticated: bool,
     /// Its software text.
     pub software: String,
     /// CRC-32 of the key of the current or last sealed session.
@@ -119,6 +125,7 @@ impl Agent {
             addr: None,
             version: None,
             sealed: false,
+            authenticated: false,
             software: String::new(),
             key_id: 0,
             conn: None,
@@ -180,6 +187,9 @@ pub struct Counters {
     pub fanout_dropped: u64,
     /// Sends that failed.
     pub send_failures: u64,
+    /// Unauthenticated sessions refused for claiming an authenticated
+    /// uuid, by kind (`v1`, `plaintext`): see [`identity`].
+    pub identity_refused: BTreeMap<&'static str, u64>,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -285,6 +295,13 @@ impl Registry {
     /// A connection's peer joined. A v2 agent already online with the same
     /// uuid is told to close (`replaced`): the newest session wins. The
     /// agent's unacked pushes are handed to the new session.
+    ///
+    /// An unauthenticated peer (v1, plaintext) claiming a uuid that has
+    /// joined sealed is refused first, before anything is touched: the
+    /// caller must close that connection (it stays without a uuid, so
+    /// nothing it sends reaches an agent). Counted; see [`identity`].
+    /// Returns the refusal, `None` when the peer joined. (Not a `Result`:
+    /// most callers, tests among them, join peers that cannot be refused.)
     pub fn joined(
         &mut self,
         id: ConnId,
@@ -292,14 +309,17 @@ impl Registry {
         addr: SocketAddr,
         mono: Instant,
         unix_ms: u64,
-    ) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
+    ) -> Option<IdentityRefused> {
+        if let Err(refused) = identity::check(self.agent(&peer.uuid), peer) {
+            self.identity_refused(refused.who);
+            return Some(refused);
+        }
+        // An unknown connection (closed meanwhile) has nothing to join.
+        let conn = self.conns.get_mut(&id)?;
         conn.uuid = Some(peer.uuid);
         conn.role = Some(peer.role);
         if peer.role == Role::Subscriber {
-            return;
+            return None;
         }
         let handle = conn.handle.clone();
         let a = self
@@ -328,6 +348,7 @@ impl Registry {
         a.addr = Some(addr);
         a.version = Some(peer.version);
         a.sealed = peer.sealed;
+        a.authenticated |= peer.sealed;
         a.software.clone_from(&peer.software);
         a.key_id = peer.key_id;
         a.conn = Some(handle);
@@ -340,6 +361,7 @@ impl Registry {
         let limits = self.limits;
         a.hand_out(&limits, mono);
         self.events.push(FleetEvent::Join(peer.uuid));
+        None
     }
 
     /// Adds a session's traffic to the agent's and global counters.
