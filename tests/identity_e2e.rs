@@ -40,6 +40,7 @@ fn hello() -> Vec<u8> {
         group: String::new(),
         software: "attacker".into(),
         interval_ms: 1000,
+        inbox: None,
     })
     .to_body()
 }

@@ -215,6 +215,7 @@ mod session_tests {
             group: String::new(),
             software: "t".into(),
             interval_ms: 1000,
+            inbox: None,
         })
         .to_body()
     }

@@ -108,6 +108,10 @@ pub struct Peer {
     /// CRC-32 of the pre-shared key that authenticated the session (0 for
     /// none): lets a keyring reload tell whether the key still stands.
     pub key_id: u32,
+    /// The push inbox the agent announced in its Hello (v2 agents since
+    /// the field exists), so the master can refuse pushes it could never
+    /// take.
+    pub inbox: Option<v2::InboxLimits>,
 }
 
 /// How a v2 message to a joined peer is encoded (compression per config;
@@ -581,6 +585,7 @@ impl MasterSession {
                 minor: 0,
                 software: String::new(),
                 key_id: 0,
+                inbox: None,
             };
             self.peer = Some(peer.clone());
             self.state = State::Legacy(Legacy {
@@ -601,6 +606,7 @@ impl MasterSession {
             minor: 0,
             software: String::new(),
             key_id: 0,
+            inbox: None,
         });
         if h.msg_type != MsgType::Hello {
             self.state = State::Start;
@@ -656,7 +662,7 @@ impl MasterSession {
                 );
             }
         };
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &payload) {
+        let hello = match v2::Hello::decode(&payload) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -708,7 +714,7 @@ impl MasterSession {
                 .push_back(MasterEvent::IdentityRefused { uuid, who });
             return self.close(CloseCode::AuthFailed, &reason);
         }
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &frame.body) {
+        let hello = match v2::Hello::decode(&frame.body) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -732,6 +738,7 @@ impl MasterSession {
             minor: hello.minor,
             software: clip(&hello.software, v2::MAX_NAME),
             key_id: 0,
+            inbox: hello.inbox,
         }
     }
 

@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
-use crate::proto::v2::{CloseCode, Role, Scope};
+use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
 use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
 pub mod identity;
+pub mod inbox_fit;
 pub mod pushes;
 pub mod reports;
 
@@ -95,6 +96,9 @@ pub struct Agent {
     pub authenticated: bool,
     /// Its software text.
     pub software: String,
+    /// The push inbox its last session announced (`None`: not told), kept
+    /// while offline so pushes that could never fit are refused then too.
+    pub inbox: Option<v2::InboxLimits>,
     /// CRC-32 of the key of the current or last sealed session.
     pub key_id: u32,
     /// The live connection, if online.
@@ -127,6 +131,7 @@ impl Agent {
             sealed: false,
             authenticated: false,
             software: String::new(),
+            inbox: None,
             key_id: 0,
             conn: None,
             connected_since: None,
@@ -350,6 +355,7 @@ impl Registry {
         a.sealed = peer.sealed;
         a.authenticated |= peer.sealed;
         a.software.clone_from(&peer.software);
+        a.inbox = peer.inbox;
         a.key_id = peer.key_id;
         a.conn = Some(handle);
         a.connected_since = Some((mono, unix_ms));
@@ -490,6 +496,7 @@ mod tests {
             minor: 0,
             software: "t".into(),
             key_id: 0,
+            inbox: None,
         }
     }
 
