@@ -23,7 +23,7 @@ use crate::os::{self, OsEntropy};
 use crate::proto::decoder::MAX_FEED;
 use crate::proto::v2::CloseCode;
 use crate::session::CloseInfo;
-use crate::session::master::{MasterEvent, MasterSession};
+use crate::session::master::{MasterEvent, MasterSession, SendError};
 
 thread_local! {
     /// Shared by every connection task on this thread: a task reads into it
@@ -299,7 +299,28 @@ fn run_commands(
                 r
             }
             Cmd::Event(body) => session.send_event(&body),
-            Cmd::LegacyFanout(body) => session.send_legacy_fanout(&body),
+            Cmd::LegacyFanout(body) => match session.send_legacy_fanout(&body) {
+                // Too large for any frame: a drop with a reason, not a
+                // send failure of this connection.
+                Err(SendError::Encode(e)) => {
+                    let unlogged = master
+                        .lock_registry()
+                        .legacy_fanout_too_large(&body, Instant::now());
+                    if let Some(n) = unlogged {
+                        let more = match n {
+                            0 => String::new(),
+                            n => format!("; {n} more such reports since the last warning"),
+                        };
+                        log::warn!(
+                            "a legacy report was not forwarded to legacy subscribers: its \
+                             JSON-escaped fan-out: {e} (counted in fanout_dropped_too_large, \
+                             once per subscriber{more})"
+                        );
+                    }
+                    continue;
+                }
+                r => r,
+            },
             Cmd::Kick(code, reason) => {
                 session.close(code, &reason);
                 Ok(())

@@ -235,6 +235,7 @@ fn status(m: &Master) -> Value {
             "reports": c.reports,
             "fanout": c.fanout,
             "fanout_dropped": c.fanout_dropped,
+            "fanout_dropped_too_large": c.fanout_dropped_too_large,
             "send_failures": c.send_failures,
             "identity_refused": c.identity_refused,
             "watchers": m.watchers().len(),

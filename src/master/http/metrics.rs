@@ -167,6 +167,12 @@ pub fn render(m: &Master) -> String {
         "Reports not forwarded: subscriber queue full.",
         c.fanout_dropped,
     );
+    o.one(
+        "edge_gw_fanout_dropped_too_large_total",
+        "counter",
+        "Legacy reports not forwarded to a subscriber: the escaped fan-out frame exceeds max_frame.",
+        c.fanout_dropped_too_large,
+    );
     o.head(
         "edge_gw_identity_refused_total",
         "counter",

@@ -28,6 +28,7 @@ use crate::session::{CloseInfo, Traffic};
 
 pub mod identity;
 pub mod inbox_fit;
+pub mod oversize_fanout;
 pub mod pushes;
 pub mod reports;
 
@@ -190,6 +191,9 @@ pub struct Counters {
     pub fanout: u64,
     /// Fan-out messages dropped (subscriber queue full, then closed).
     pub fanout_dropped: u64,
+    /// Legacy fan-out messages not sent: the escaped report made a frame
+    /// over `max_frame` ([`oversize_fanout`]). One per subscriber missed.
+    pub fanout_dropped_too_large: u64,
     /// Sends that failed.
     pub send_failures: u64,
     /// Unauthenticated sessions refused for claiming an authenticated
@@ -230,6 +234,8 @@ pub struct Registry {
     pub limits: OutboxLimits,
     /// Events not yet taken by the broadcaster.
     events: Vec<FleetEvent>,
+    /// What is needed to warn once per oversized legacy report.
+    oversize_fanout: oversize_fanout::OversizeFanout,
     /// Monotonic start, for uptime.
     pub started: Instant,
     next_conn: u64,
@@ -247,6 +253,7 @@ impl Registry {
             counters: Counters::default(),
             limits,
             events: Vec::new(),
+            oversize_fanout: oversize_fanout::OversizeFanout::default(),
             started: now,
             next_conn: 1,
         }
