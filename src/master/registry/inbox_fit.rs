@@ -8,8 +8,13 @@
 //! marks the targets too small for it undeliverable (with the reason in
 //! `GET /api/pushes/{id}`) instead of queueing it for them. Agents that
 //! announced nothing (older ones) are assumed to fit, as before.
+//!
+//! Pushes queued before the agent said how much it takes (its first
+//! session, or recovered from the push log after a restart) are checked
+//! when it joins ([`drop_unfit`]).
 
-use super::{Delivery, Registry};
+use super::pushes::PushTable;
+use super::{Agent, Delivery, Registry};
 use crate::proto::Uuid;
 use crate::proto::v2;
 
@@ -47,6 +52,29 @@ impl Registry {
             };
             self.pushes.add_target(id, t.uuid, d);
         }
+    }
+}
+
+/// Takes out of `a`'s outbox the pushes its announced inbox can never
+/// hold and marks them undeliverable: queued before the agent announced
+/// its inbox, they would otherwise be resent forever. Called on every
+/// join, once the announcement is stored. Nothing is written to the push
+/// log: its compaction keeps only what is in an outbox, and a push
+/// recovered before that is dropped again on the next join.
+pub(super) fn drop_unfit(a: &mut Agent, table: &mut PushTable) {
+    let Some(limits) = a.inbox else { return };
+    let unfit: Vec<u64> = a
+        .outbox
+        .pushes()
+        .filter(|p| p.body.len() > limits.bytes as usize)
+        .map(|p| p.id)
+        .collect();
+    for id in unfit {
+        a.outbox.remove(id);
+        let d = Delivery::Undeliverable {
+            inbox_bytes: limits.bytes,
+        };
+        table.mark(id, a.uuid, d);
     }
 }
 
@@ -125,5 +153,47 @@ mod tests {
                 .contains(&(small, Delivery::Undeliverable { inbox_bytes: 100 }))
         );
         assert_eq!(r.live_push_count(), 1, "still queued for the others");
+    }
+
+    #[test]
+    fn pushes_queued_before_the_announcement_are_dropped_when_it_comes() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        let u = peer("late", "g").uuid;
+        // Queued while the agent had never connected (a device key only).
+        r.ensure_agent(u);
+        for (id, len) in [(1, 50), (2, 500)] {
+            let p = v2::Push {
+                id,
+                sender: String::new(),
+                group: String::new(),
+                body: vec![0; len],
+            };
+            r.enqueue(Arc::new(p), &[u], t, 0);
+        }
+        let h = ConnHandle::new(1);
+        r.conn_opened(h.clone());
+        let mut p = peer("late", "g");
+        p.inbox = Some(v2::InboxLimits {
+            messages: 10,
+            bytes: 100,
+        });
+        r.joined(1, &p, addr(), t, 0);
+        // Only the one that fits is handed out; the other is final.
+        let handed: Vec<u64> = h
+            .take()
+            .into_iter()
+            .filter_map(|c| match c {
+                crate::master::conn_handle::Cmd::Push { push, .. } => Some(push.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(handed, vec![1]);
+        assert_eq!(
+            r.push_status(2).unwrap().targets,
+            vec![(u, Delivery::Undeliverable { inbox_bytes: 100 })]
+        );
+        assert_eq!(r.agent(&u).unwrap().outbox.len(), 1);
+        assert_eq!(r.live_push_count(), 1);
     }
 }

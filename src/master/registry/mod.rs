@@ -371,6 +371,7 @@ impl Registry {
         a.prev_net = None;
         // Unacked pushes are due again on the new session.
         a.outbox.disconnected();
+        inbox_fit::drop_unfit(a, &mut self.pushes);
         let limits = self.limits;
         a.hand_out(&limits, mono);
         self.events.push(FleetEvent::Join(peer.uuid));
