@@ -124,6 +124,10 @@ fn a_v1_peer_cannot_take_over_a_sealed_agent() {
             .any(|l| l.contains("WARN") && l.contains("uuid victim is online sealed")),
         "{log}"
     );
+    assert!(
+        !log.lines().any(|l| l.contains("agent victim joined (v1")),
+        "a refused peer is not logged as joined: {log}"
+    );
 }
 
 #[test]

@@ -371,6 +371,11 @@ fn drain_events(
                     reg.identity_refused(who);
                 }
                 MasterEvent::Joined(peer) => {
+                    if let Some(r) = reg.joined(id, &peer, addr, clock.mono, clock.unix_ms) {
+                        log::warn!("connection {id} from {addr}: {}", r.reason);
+                        refused = Some(r.reason);
+                        continue;
+                    }
                     log::info!(
                         "{} {} joined (v{}, {}, group {:?})",
                         match peer.role {
@@ -382,10 +387,6 @@ fn drain_events(
                         if peer.sealed { "sealed" } else { "plaintext" },
                         peer.group
                     );
-                    if let Some(r) = reg.joined(id, &peer, addr, clock.mono, clock.unix_ms) {
-                        log::warn!("connection {id} from {addr}: {}", r.reason);
-                        refused = Some(r.reason);
-                    }
                 }
                 MasterEvent::Report(r) => reg.report(id, r, clock.mono, clock.unix_ms),
                 MasterEvent::LegacyReport(b) => reg.legacy_report(id, b, clock.unix_ms),
