@@ -50,6 +50,8 @@ fn a_push_larger_than_the_inbox_is_refused_or_marked_undeliverable() {
         .unwrap_err();
     assert!(e.contains("HTTP 413"), "{e}");
     assert!(e.contains("small (262144 bytes)"), "{e}");
+    let st = m.get("/api/status");
+    assert_eq!(st["pushes"]["refused"]["inbox_too_small"], 1, "{st}");
 
     // To the group: queued for the agent that can take it, undeliverable
     // (with the reason) for the one that cannot; never resent to it.

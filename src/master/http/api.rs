@@ -159,6 +159,7 @@ async fn push(m: &Master, r: &Request) -> Reply {
     // every target, else left out and marked undeliverable.
     let too_small = m.lock_registry().inbox_too_small(&targets, body.len());
     if too_small.len() == targets.len() {
+        m.lock_registry().push_refused_for_inbox();
         return Reply::error(413, &inbox_fit::refusal(&too_small, body.len()));
     }
     targets.retain(|u| !too_small.iter().any(|t| t.uuid == *u));

@@ -43,6 +43,16 @@ impl Registry {
             .collect()
     }
 
+    /// Counts a push refused because no target's inbox could hold it
+    /// (`pushes.refused.inbox_too_small` in `/api/status`).
+    pub fn push_refused_for_inbox(&mut self) {
+        *self
+            .counters
+            .pushes_refused
+            .entry("inbox_too_small")
+            .or_default() += 1;
+    }
+
     /// Records `too_small` as undeliverable targets of the accepted push
     /// `id`, so its status says why they will never get it.
     pub fn mark_undeliverable(&mut self, id: u64, too_small: &[TooSmall]) {
