@@ -112,6 +112,10 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         },
         max_pending_pushes: set.inbox_messages,
         software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+        inbox: Some(crate::proto::v2::InboxLimits {
+            messages: u32::try_from(set.inbox_messages).unwrap_or(u32::MAX),
+            bytes: u32::try_from(set.inbox_bytes).unwrap_or(u32::MAX),
+        }),
     };
     log::info!(
         "agent {uuid} starting: master {}, wire {}, interval {} s, state dir {}",

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::identity::{Unauthenticated, malformed_uuid, unauthenticated_claim};
 use super::legacy::{self, LegacyFanout};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
@@ -71,11 +72,24 @@ impl Default for MasterConfig {
 pub trait KeyLookup {
     /// The key for `uuid` (its device key, else the fleet key).
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]>;
+
+    /// Whether `uuid` has a device key of its own (not just the fleet
+    /// key): such a uuid is an authenticated identity that no v1 or
+    /// plaintext session may claim ([`super::identity`]). The default
+    /// says no, for lookups that hold no device keys; one that does must
+    /// answer, or its devices lose that protection.
+    fn has_device_key(&self, _uuid: &Uuid) -> bool {
+        false
+    }
 }
 
 impl KeyLookup for crate::keys::Keyring {
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]> {
         self.lookup(uuid.trimmed()).map(|k| *k.as_bytes())
+    }
+
+    fn has_device_key(&self, uuid: &Uuid) -> bool {
+        self.has_device_key(uuid.trimmed())
     }
 }
 
@@ -99,6 +113,10 @@ pub struct Peer {
     /// CRC-32 of the pre-shared key that authenticated the session (0 for
     /// none): lets a keyring reload tell whether the key still stands.
     pub key_id: u32,
+    /// The push inbox the agent announced in its Hello (v2 agents since
+    /// the field exists), so the master can refuse pushes it could never
+    /// take.
+    pub inbox: Option<v2::InboxLimits>,
 }
 
 /// How a v2 message to a joined peer is encoded (compression per config;
@@ -150,6 +168,17 @@ pub enum MasterEvent {
     },
     /// An agent acknowledged a push.
     PushAcked(v2::PushAck),
+    /// An unauthenticated session tried to claim a uuid that has a device
+    /// key of its own and was refused before it joined (a `Closed`
+    /// follows). Its own event so the shell can count it and warn: it is
+    /// an impersonation attempt or a badly configured client, not an
+    /// ordinary close.
+    IdentityRefused {
+        /// The uuid it claimed.
+        uuid: Uuid,
+        /// What kind of session it was.
+        who: Unauthenticated,
+    },
     /// The connection is over; no more events follow.
     Closed(CloseInfo),
 }
@@ -377,6 +406,16 @@ impl MasterSession {
         });
     }
 
+    /// Refuses a peer the session had let join (the master's registry
+    /// found its uuid belongs to an authenticated agent): drops the replies
+    /// not yet written (a key reply, a Welcome) so the refused peer gets
+    /// nothing but the close, then closes with `code` and `reason` (a v2
+    /// peer reads a Close; a legacy one is hung up on).
+    pub fn refuse(&mut self, code: CloseCode, reason: &str) {
+        self.tx.clear();
+        self.close(code, reason);
+    }
+
     /// Sends a push to a joined v2 agent.
     pub fn send_push(&mut self, push: &v2::Push) -> Result<(), SendError> {
         self.send_v2(&Message::Push(push.clone()))
@@ -542,6 +581,27 @@ impl MasterSession {
                     frame_error: None,
                 });
             }
+            // A legacy client cannot read a v2 Close: refusals hang up
+            // without a reply, the reason goes to the log and counters.
+            if let Some(reason) = malformed_uuid(&h.uuid) {
+                return self.finish(CloseInfo {
+                    code: CloseCode::Protocol,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
+            let who = Unauthenticated::LegacyV1;
+            if let Some(reason) = unauthenticated_claim(&h.uuid, keys, who) {
+                self.events
+                    .push_back(MasterEvent::IdentityRefused { uuid: h.uuid, who });
+                return self.finish(CloseInfo {
+                    code: CloseCode::AuthFailed,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
             let peer = Peer {
                 uuid: h.uuid,
                 version: Version::V1,
@@ -551,6 +611,7 @@ impl MasterSession {
                 minor: 0,
                 software: String::new(),
                 key_id: 0,
+                inbox: None,
             };
             self.peer = Some(peer.clone());
             self.state = State::Legacy(Legacy {
@@ -571,6 +632,7 @@ impl MasterSession {
             minor: 0,
             software: String::new(),
             key_id: 0,
+            inbox: None,
         });
         if h.msg_type != MsgType::Hello {
             self.state = State::Start;
@@ -583,10 +645,14 @@ impl MasterSession {
             self.state = State::Start;
             return self.close(CloseCode::Protocol, "hello must not be compressed");
         }
+        if let Some(reason) = malformed_uuid(&h.uuid) {
+            self.state = State::Start;
+            return self.close(CloseCode::Protocol, &reason);
+        }
         if h.cipher {
             self.sealed_hello(frame, now, keys, entropy);
         } else {
-            self.plain_hello(frame, now);
+            self.plain_hello(frame, now, keys);
         }
     }
 
@@ -622,7 +688,7 @@ impl MasterSession {
                 );
             }
         };
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &payload) {
+        let hello = match v2::Hello::decode(&payload) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -659,7 +725,7 @@ impl MasterSession {
         }
     }
 
-    fn plain_hello(&mut self, frame: Frame, now: Clock) {
+    fn plain_hello(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
         let uuid = frame.header.uuid;
         self.state = State::Start;
         if !self.cfg.allow_plaintext {
@@ -668,7 +734,13 @@ impl MasterSession {
                 "plaintext sessions are disabled on this master: give the agent a key file",
             );
         }
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &frame.body) {
+        let who = Unauthenticated::Plaintext;
+        if let Some(reason) = unauthenticated_claim(&uuid, keys, who) {
+            self.events
+                .push_back(MasterEvent::IdentityRefused { uuid, who });
+            return self.close(CloseCode::AuthFailed, &reason);
+        }
+        let hello = match v2::Hello::decode(&frame.body) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -692,6 +764,7 @@ impl MasterSession {
             minor: hello.minor,
             software: clip(&hello.software, v2::MAX_NAME),
             key_id: 0,
+            inbox: hello.inbox,
         }
     }
 

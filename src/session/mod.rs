@@ -21,6 +21,8 @@ use crate::proto::{Frame, FrameDecoder, FrameError};
 
 pub mod dedup;
 #[cfg(feature = "master")]
+pub mod identity;
+#[cfg(feature = "master")]
 pub mod legacy;
 pub mod liveness;
 pub mod outbox;

@@ -182,6 +182,24 @@ pub fn render(m: &Master) -> String {
         c.fanout_dropped,
     );
     o.one(
+        "edge_gw_fanout_dropped_too_large_total",
+        "counter",
+        "Legacy reports not forwarded to a subscriber: the escaped fan-out frame exceeds max_frame.",
+        c.fanout_dropped_too_large,
+    );
+    o.head(
+        "edge_gw_identity_refused_total",
+        "counter",
+        "Unauthenticated sessions refused for claiming an authenticated uuid, by wire.",
+    );
+    for w in ["v1", "plaintext"] {
+        o.val(
+            "edge_gw_identity_refused_total",
+            &format!("wire=\"{w}\""),
+            c.identity_refused.get(w).copied().unwrap_or(0),
+        );
+    }
+    o.one(
         "edge_gw_send_failures_total",
         "counter",
         "Frames that could not be queued to a connection.",
