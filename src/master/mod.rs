@@ -73,6 +73,7 @@ fn session_config(s: &Settings) -> MasterConfig {
         },
         handshake_timeout: s.handshake_timeout,
         max_frame: s.max_frame,
+        pre_auth_max_frame: crate::session::master::PRE_AUTH_MAX_FRAME,
         legacy_v1: s.legacy_v1,
         allow_plaintext: s.allow_plaintext,
         compress: if s.compress {
