@@ -63,6 +63,20 @@ pub struct Settings {
     /// otherwise drop the whole fleet. Set it for the one reload that
     /// means it (e.g. rotating the fleet key), then unset it.
     pub keyring_revoke_all: bool,
+    /// Bytes peers may make the master hold in partial frames, send
+    /// queues and kept health bodies, all connections together (see
+    /// `master::budget`). Without it a flood of connections each holding a
+    /// partial frame, or of legacy uuids each leaving a large report, grows
+    /// memory without bound.
+    pub memory_budget: usize,
+    /// Largest legacy health body kept as an agent's latest (longer ones
+    /// are cut; the whole report is still fanned out): a legacy client is
+    /// unauthenticated, so what it leaves behind must be small.
+    pub max_health_body: usize,
+    /// How long an offline legacy v1 agent is remembered after it was last
+    /// heard. Legacy uuids are unauthenticated and free to invent: without
+    /// this every one ever seen would be kept for the life of the master.
+    pub legacy_retention: Duration,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
 }
@@ -95,6 +109,9 @@ struct File {
     threads: Option<usize>,
     user: Option<String>,
     keyring_revoke_all: Option<bool>,
+    memory_budget: Option<usize>,
+    max_health_body: Option<usize>,
+    legacy_retention: Option<u32>,
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -180,6 +197,11 @@ impl Settings {
             threads: opts.threads.or(file.threads).unwrap_or(2),
             user: opts.user.clone().or(file.user),
             keyring_revoke_all: file.keyring_revoke_all.unwrap_or(false),
+            memory_budget: file
+                .memory_budget
+                .unwrap_or(crate::master::budget::DEFAULT_MEMORY_BUDGET),
+            max_health_body: file.max_health_body.unwrap_or(64 << 10),
+            legacy_retention: secs(file.legacy_retention.unwrap_or(3600)),
             config_file: opts.config.clone(),
         };
         s.check()?;
@@ -228,6 +250,19 @@ impl Settings {
         range("outbox_in_flight", self.outbox_in_flight as u64, 1, 4096)?;
         range("push_resend", self.push_resend.as_secs(), 1, 86_400)?;
         range("threads", self.threads as u64, 1, 256)?;
+        range("memory_budget", self.memory_budget as u64, 1 << 20, 1 << 40)?;
+        range(
+            "max_health_body",
+            self.max_health_body as u64,
+            256,
+            16 << 20,
+        )?;
+        range(
+            "legacy_retention",
+            self.legacy_retention.as_secs(),
+            1,
+            30 * 86_400,
+        )?;
         if self.listen.is_empty() {
             return Err("listen: at least one address is needed".into());
         }
@@ -260,6 +295,9 @@ mod tests {
         assert_eq!(s.miss_limit, 3);
         assert_eq!(s.keyring, PathBuf::from("/tmp/x/keyring"));
         assert!(!s.legacy_v1);
+        assert_eq!(s.memory_budget, 256 << 20);
+        assert_eq!(s.max_health_body, 64 << 10);
+        assert_eq!(s.legacy_retention, Duration::from_secs(3600));
     }
 
     #[test]

@@ -12,13 +12,16 @@
 //! its methods live beside the state they work on:
 //! - [`reports`]: health reports, history, fan-out to subscribers;
 //! - [`pushes`]: push addresses, outbox room, queueing, handing due pushes
-//!   to connections, acks, push statuses.
+//!   to connections, acks, push statuses;
+//! - [`legacy_memory`]: what legacy clients may leave behind (cut and
+//!   charged bodies) and forgetting them after a retention time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::MemoryBudget;
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
 use crate::proto::v2::{CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
@@ -26,9 +29,11 @@ use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod legacy_memory;
 pub mod pushes;
 pub mod reports;
 
+pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{HISTORY_LEN, Latest, Point};
 
@@ -180,6 +185,8 @@ pub struct Counters {
     pub fanout_dropped: u64,
     /// Sends that failed.
     pub send_failures: u64,
+    /// Offline legacy agents forgotten after the retention time.
+    pub legacy_forgotten: u64,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -213,6 +220,10 @@ pub struct Registry {
     pub counters: Counters,
     /// Outbox bounds.
     pub limits: OutboxLimits,
+    /// What legacy clients may leave behind, and for how long.
+    pub legacy_limits: LegacyLimits,
+    /// Charged for kept legacy bodies; the master's, once it is set.
+    budget: Arc<MemoryBudget>,
     /// Events not yet taken by the broadcaster.
     events: Vec<FleetEvent>,
     /// Monotonic start, for uptime.
@@ -231,10 +242,18 @@ impl Registry {
             pushes: pushes::PushTable::default(),
             counters: Counters::default(),
             limits,
+            legacy_limits: LegacyLimits::default(),
+            budget: Arc::new(MemoryBudget::new(usize::MAX)),
             events: Vec::new(),
             started: now,
             next_conn: 1,
         }
+    }
+
+    /// Charges kept legacy bodies to `budget` (the master's) from now on;
+    /// until set, a budget of its own without a limit counts them.
+    pub fn set_budget(&mut self, budget: Arc<MemoryBudget>) {
+        self.budget = budget;
     }
 
     /// A fresh connection id.
@@ -436,6 +455,7 @@ impl Registry {
             return None;
         }
         let a = self.agents.remove(uuid)?;
+        legacy_memory::release(&self.budget, &a.latest);
         let ids: Vec<u64> = a.outbox.ids().map(|(id, _)| id).collect();
         for id in &ids {
             self.pushes.mark(*id, *uuid, Delivery::Cancelled);
