@@ -118,6 +118,15 @@ impl FrameDecoder {
             self.hold_at_most(len);
             return Ok(None);
         }
+        if self.pos == 0 && len == self.buf.len() && self.buf.capacity() > self.idle_capacity {
+            // The buffer holds exactly this frame (the usual case for a
+            // large one): hand it over as the body instead of copying it,
+            // so a large frame is held once, not twice for a moment (the
+            // master's memory budget counts the buffer, not a copy).
+            let mut body = std::mem::take(&mut self.buf);
+            body.drain(..HEADER_LEN);
+            return Ok(Some(Frame { header, body }));
+        }
         let body = avail[HEADER_LEN..len].to_vec();
         self.pos += len;
         self.release_if_drained();
