@@ -175,6 +175,11 @@ impl MemoryBudget {
     }
 
     fn add(&self, kind: Kind, authenticated: bool, bytes: usize) {
+        if bytes == 0 {
+            // Every v2 report releases its agent's (absent) legacy body:
+            // no shared cache line is written for nothing.
+            return;
+        }
         self.held[kind.index()].fetch_add(bytes, Ordering::Relaxed);
         if !authenticated {
             self.unauthenticated.fetch_add(bytes, Ordering::Relaxed);
@@ -182,6 +187,9 @@ impl MemoryBudget {
     }
 
     fn sub(&self, kind: Kind, authenticated: bool, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
         self.held[kind.index()].fetch_sub(bytes, Ordering::Relaxed);
         if !authenticated {
             self.unauthenticated.fetch_sub(bytes, Ordering::Relaxed);
