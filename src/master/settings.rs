@@ -301,6 +301,29 @@ mod tests {
     }
 
     #[test]
+    fn memory_settings_from_the_file_and_their_ranges() {
+        let dir = std::env::temp_dir().join(format!("edge-gw-settings-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            "memory_budget = 16777216\nmax_health_body = 4096\nlegacy_retention = 2\n",
+        )
+        .unwrap();
+        let mut o = opts();
+        o.config = Some(f.clone());
+        let s = Settings::load(&o).unwrap();
+        assert_eq!(s.memory_budget, 16 << 20);
+        assert_eq!(s.max_health_body, 4096);
+        assert_eq!(s.legacy_retention, Duration::from_secs(2));
+        // Below 1 MiB a budget could not hold one frame of the default size.
+        std::fs::write(&f, "memory_budget = 1000\n").unwrap();
+        let e = Settings::load(&o).unwrap_err();
+        assert!(e.contains("memory_budget"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn file_then_command_line() {
         let dir = std::env::temp_dir().join(format!("edge-gw-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
