@@ -113,9 +113,12 @@ impl FrameDecoder {
         if avail.len() < len {
             // The length is checked, so reserving the rest is bounded; one
             // allocation instead of repeated growth for large frames.
+            // Consumed bytes go first, then exactly the frame's length is
+            // reserved: the capacity the master's budget is charged for is
+            // the frame, not an amortised doubling of it.
             let missing = len - avail.len();
-            self.buf.reserve(missing);
             self.hold_at_most(len);
+            self.buf.reserve_exact(missing);
             return Ok(None);
         }
         if self.pos == 0 && len == self.buf.len() && self.buf.capacity() > self.idle_capacity {
