@@ -263,6 +263,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_is_reserved_once_exactly_and_handed_over_uncopied() {
+        // A small frame, then the start of a large one, in one read.
+        let mut stream = frame(MsgType::Heartbeat, b"");
+        let big = frame(MsgType::Report, &[b'x'; 200_000]);
+        stream.extend_from_slice(&big[..1000]);
+        let mut d = FrameDecoder::new(1 << 20);
+        d.feed(&stream).unwrap();
+        assert!(d.next_frame().unwrap().is_some());
+        assert_eq!(d.next_frame(), Ok(None));
+        // Exactly the large frame: not the consumed bytes before it, not
+        // an amortised doubling (the master's budget charges this).
+        assert_eq!(d.capacity(), big.len());
+        d.feed(&big[1000..]).unwrap();
+        assert_eq!(d.capacity(), big.len(), "no regrowth");
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!(f.body.len(), 200_000);
+        assert_eq!(d.capacity(), 0, "the buffer went with the frame");
+    }
+
+    #[test]
     fn a_lowered_cap_refuses_the_frame_already_announced() {
         let big = frame(MsgType::Report, &[b'x'; 2000]);
         let mut d = FrameDecoder::new(1 << 20);
