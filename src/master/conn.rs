@@ -4,6 +4,9 @@
 //! Memory: the task holds no read buffer of its own. It waits for
 //! readiness, then reads into a per-thread buffer and hands the bytes to the
 //! session at once, so an idle agent costs its session and socket only.
+//! What the session does hold (a partial frame, queued frames) is charged
+//! to the master's memory budget every turn; a connection whose growth
+//! the budget refuses is closed (`busy`, reason "memory budget full").
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,6 +21,7 @@ use smol::io::AsyncWriteExt;
 use smol::{Async, Timer};
 
 use super::Master;
+use super::budget::ConnCharge;
 use super::conn_handle::{Cmd, ConnHandle};
 use crate::os::{self, OsEntropy};
 use crate::proto::decoder::MAX_FEED;
@@ -102,8 +106,33 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
     // Boxed: only set at the end, and the task's size is per connection.
     let mut closed: Option<Box<CloseInfo>> = None;
     let mut due = Deadlines::new(now.mono);
+    // Given back when the task ends, whatever way it ends.
+    let mut charge = ConnCharge::new(master.budget.clone());
 
     loop {
+        // 0. Charge what the last turn left held. Refused growth closes
+        //    the connection; the close is reported and flushed below like
+        //    any other.
+        if !session.is_closed()
+            && charge
+                .update(
+                    session.decoder_bytes(),
+                    session.queued_bytes(),
+                    session.is_authenticated(),
+                )
+                .is_err()
+        {
+            let b = &master.budget;
+            session.close(
+                CloseCode::Busy,
+                &format!(
+                    "memory budget full ({} of {} bytes held, {} by unauthenticated peers)",
+                    b.total(),
+                    b.limit(),
+                    b.unauthenticated()
+                ),
+            );
+        }
         // 1. Session events (and, now and then, traffic) into the registry,
         //    before the replies to the same input go out: a peer that has
         //    read our answer to its Subscribe (or its Hello) may rely on the

@@ -189,6 +189,11 @@ pub async fn accept_loop(
             let mut reg = master.lock_registry();
             let reason = if reg.connections() >= max {
                 Some("max_connections")
+            } else if master.budget.is_spent() {
+                // Newest first: with every byte of the budget held, a new
+                // connection is refused before any it would take from.
+                master.budget.refuse(super::budget::Refusal::Accept);
+                Some("memory_budget")
             } else if !admit_and_log(&mut limiter, addr.ip()) {
                 Some("rate_limited")
             } else {

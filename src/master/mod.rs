@@ -6,7 +6,8 @@
 //! [`conn`] runs one task per connection, [`registry`] is the fleet,
 //! [`push_log`] makes accepted pushes durable on its own thread (no disk
 //! I/O on the executor) and hands them to [`push_router`], which queues
-//! them in the registry; [`http`] serves operators.
+//! them in the registry; [`http`] serves operators. [`budget`] bounds the
+//! memory peers can make all of these hold.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -27,6 +28,7 @@ use crate::session::liveness::Keepalive;
 use crate::session::master::MasterConfig;
 use crate::session::outbox::OutboxLimits;
 
+pub mod budget;
 pub mod conn;
 pub mod conn_handle;
 pub mod http;
@@ -37,10 +39,11 @@ pub mod registry;
 pub mod settings;
 pub mod state_dir;
 
+use budget::MemoryBudget;
 use http::{Admission, HttpCounters, Watchers};
 use push_log::{Committer, LogFile, LogStats};
 use push_router::OutboxRouter;
-use registry::Registry;
+use registry::{LegacyLimits, Registry};
 use settings::Settings;
 
 /// Everything the master's tasks share.
@@ -67,6 +70,10 @@ pub struct Master {
     pub started_unix_ms: u64,
     /// Keyring reloads refused because they would revoke every key.
     pub keyring_reloads_refused: AtomicU32,
+    /// Bytes peers make the master hold, against `memory_budget`: charged
+    /// by connection tasks (partial frames, send queues) and the registry
+    /// (kept legacy bodies).
+    pub budget: Arc<MemoryBudget>,
 }
 
 fn session_config(s: &Settings) -> MasterConfig {
@@ -77,6 +84,7 @@ fn session_config(s: &Settings) -> MasterConfig {
         },
         handshake_timeout: s.handshake_timeout,
         max_frame: s.max_frame,
+        pre_auth_max_frame: crate::session::master::PRE_AUTH_MAX_FRAME,
         legacy_v1: s.legacy_v1,
         legacy_idle: s.legacy_idle_timeout,
         allow_plaintext: s.allow_plaintext,
@@ -90,6 +98,13 @@ fn session_config(s: &Settings) -> MasterConfig {
             max_bytes: s.send_queue_bytes,
         },
         software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+    }
+}
+
+fn legacy_limits(s: &Settings) -> LegacyLimits {
+    LegacyLimits {
+        max_health_body: s.max_health_body,
+        retention: s.legacy_retention,
     }
 }
 
@@ -114,6 +129,10 @@ impl Master {
         next_id: u64,
         token: String,
     ) -> Result<Master, String> {
+        let budget = Arc::new(MemoryBudget::new(settings.memory_budget));
+        let mut registry = registry;
+        registry.set_budget(budget.clone());
+        registry.legacy_limits = legacy_limits(&settings);
         let registry = Arc::new(Mutex::new(registry));
         let router = Box::new(OutboxRouter::new(registry.clone()));
         let push_log = Committer::spawn(log, next_id, router)
@@ -132,6 +151,7 @@ impl Master {
             stop_event: Event::new(),
             started_unix_ms: crate::os::unix_ms(),
             keyring_reloads_refused: AtomicU32::new(0),
+            budget,
         })
     }
 
@@ -339,7 +359,12 @@ impl Master {
         new.keyring.clone_from(&old.keyring);
         *self.session_cfg.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(session_config(&new));
-        self.lock_registry().limits = outbox_limits(&new);
+        self.budget.set_limit(new.memory_budget);
+        {
+            let mut reg = self.lock_registry();
+            reg.limits = outbox_limits(&new);
+            reg.legacy_limits = legacy_limits(&new);
+        }
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         Ok(())
     }
@@ -450,6 +475,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         }
         ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
             .detach();
+        ex.spawn(forget_stale_legacy(master.clone())).detach();
         lifecycle(master.clone()).await
     }));
     drop(stop_tx);
@@ -486,6 +512,21 @@ async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
     }
     shutdown(&master).await;
     Ok(())
+}
+
+/// Forgets offline legacy agents once not heard for `legacy_retention`,
+/// checking a few times per retention period (at most once a minute, at
+/// least every 250 ms): the registry has no timer of its own.
+async fn forget_stale_legacy(master: Arc<Master>) {
+    while !master.stopping.load(Ordering::Relaxed) {
+        let every = (master.settings().legacy_retention / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(60));
+        smol::Timer::after(every).await;
+        let n = master.lock_registry().forget_stale_legacy(Instant::now());
+        if n > 0 {
+            log::debug!("forgot {n} offline legacy agent(s) past legacy_retention");
+        }
+    }
 }
 
 /// Stops accepting, closes every session with reason `shutdown`, waits a

@@ -84,6 +84,20 @@ pub struct Settings {
     /// otherwise drop the whole fleet. Set it for the one reload that
     /// means it (e.g. rotating the fleet key), then unset it.
     pub keyring_revoke_all: bool,
+    /// Bytes peers may make the master hold in partial frames, send
+    /// queues and kept health bodies, all connections together (see
+    /// `master::budget`). Without it a flood of connections each holding a
+    /// partial frame, or of legacy uuids each leaving a large report, grows
+    /// memory without bound.
+    pub memory_budget: usize,
+    /// Largest legacy health body kept as an agent's latest (longer ones
+    /// are cut; the whole report is still fanned out): a legacy client is
+    /// unauthenticated, so what it leaves behind must be small.
+    pub max_health_body: usize,
+    /// How long an offline legacy v1 agent is remembered after it was last
+    /// heard. Legacy uuids are unauthenticated and free to invent: without
+    /// this every one ever seen would be kept for the life of the master.
+    pub legacy_retention: Duration,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
 }
@@ -120,6 +134,9 @@ struct File {
     threads: Option<usize>,
     user: Option<String>,
     keyring_revoke_all: Option<bool>,
+    memory_budget: Option<usize>,
+    max_health_body: Option<usize>,
+    legacy_retention: Option<u32>,
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -220,6 +237,11 @@ impl Settings {
             threads: opts.threads.or(file.threads).unwrap_or(2),
             user: opts.user.clone().or(file.user),
             keyring_revoke_all: file.keyring_revoke_all.unwrap_or(false),
+            memory_budget: file
+                .memory_budget
+                .unwrap_or(crate::master::budget::DEFAULT_MEMORY_BUDGET),
+            max_health_body: file.max_health_body.unwrap_or(64 << 10),
+            legacy_retention: secs(file.legacy_retention.unwrap_or(3600)),
             config_file: opts.config.clone(),
         };
         s.check()?;
@@ -287,6 +309,19 @@ impl Settings {
         range("outbox_in_flight", self.outbox_in_flight as u64, 1, 4096)?;
         range("push_resend", self.push_resend.as_secs(), 1, 86_400)?;
         range("threads", self.threads as u64, 1, 256)?;
+        range("memory_budget", self.memory_budget as u64, 1 << 20, 1 << 40)?;
+        range(
+            "max_health_body",
+            self.max_health_body as u64,
+            256,
+            16 << 20,
+        )?;
+        range(
+            "legacy_retention",
+            self.legacy_retention.as_secs(),
+            1,
+            30 * 86_400,
+        )?;
         if self.listen.is_empty() {
             return Err("listen: at least one address is needed".into());
         }
@@ -323,6 +358,32 @@ mod tests {
         assert_eq!((s.http_max_connections, s.http_per_ip), (256, 64));
         assert_eq!(s.legacy_idle_timeout, Duration::from_secs(150));
         assert_eq!(s.handshakes_per_ip, 1000);
+        assert_eq!(s.memory_budget, 256 << 20);
+        assert_eq!(s.max_health_body, 64 << 10);
+        assert_eq!(s.legacy_retention, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn memory_settings_from_the_file_and_their_ranges() {
+        let dir = std::env::temp_dir().join(format!("edge-gw-settings-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            "memory_budget = 16777216\nmax_health_body = 4096\nlegacy_retention = 2\n",
+        )
+        .unwrap();
+        let mut o = opts();
+        o.config = Some(f.clone());
+        let s = Settings::load(&o).unwrap();
+        assert_eq!(s.memory_budget, 16 << 20);
+        assert_eq!(s.max_health_body, 4096);
+        assert_eq!(s.legacy_retention, Duration::from_secs(2));
+        // Below 1 MiB a budget could not hold one frame of the default size.
+        std::fs::write(&f, "memory_budget = 1000\n").unwrap();
+        let e = Settings::load(&o).unwrap_err();
+        assert!(e.contains("memory_budget"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

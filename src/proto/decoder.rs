@@ -54,6 +54,15 @@ impl FrameDecoder {
         self.max_frame
     }
 
+    /// Changes the frame size cap from the next header parsed on. A session
+    /// lowers it while its peer is unauthenticated, so an unknown peer
+    /// cannot make the decoder reserve a large frame, and raises it once
+    /// the peer has proved who it is. A frame whose header has already
+    /// arrived is checked again against the new cap.
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
@@ -93,6 +102,7 @@ impl FrameDecoder {
         let avail = &self.buf[self.pos..];
         let Some(head) = avail.first_chunk::<HEADER_LEN>() else {
             self.release_if_drained();
+            self.hold_at_most(HEADER_LEN);
             return Ok(None);
         };
         let header = match Header::parse(head, self.max_frame) {
@@ -103,9 +113,22 @@ impl FrameDecoder {
         if avail.len() < len {
             // The length is checked, so reserving the rest is bounded; one
             // allocation instead of repeated growth for large frames.
+            // Consumed bytes go first, then exactly the frame's length is
+            // reserved: the capacity the master's budget is charged for is
+            // the frame, not an amortised doubling of it.
             let missing = len - avail.len();
-            self.buf.reserve(missing);
+            self.hold_at_most(len);
+            self.buf.reserve_exact(missing);
             return Ok(None);
+        }
+        if self.pos == 0 && len == self.buf.len() && self.buf.capacity() > self.idle_capacity {
+            // The buffer holds exactly this frame (the usual case for a
+            // large one): hand it over as the body instead of copying it,
+            // so a large frame is held once, not twice for a moment (the
+            // master's memory budget counts the buffer, not a copy).
+            let mut body = std::mem::take(&mut self.buf);
+            body.drain(..HEADER_LEN);
+            return Ok(Some(Frame { header, body }));
         }
         let body = avail[HEADER_LEN..len].to_vec();
         self.pos += len;
@@ -120,6 +143,24 @@ impl FrameDecoder {
             if self.buf.capacity() > self.idle_capacity {
                 self.buf = Vec::new();
             }
+        }
+    }
+
+    /// While waiting for more bytes, keeps no more capacity than the
+    /// partial frame needs (`need` bytes, or the idle capacity if larger).
+    /// Without this a read of many frames ending in a small partial one
+    /// would keep the whole read's capacity for as long as the peer waits:
+    /// per connection, that is memory a silent peer holds for free.
+    /// Consumed bytes are dropped first; the next feed would drop them
+    /// anyway, so this costs no extra copy.
+    fn hold_at_most(&mut self, need: usize) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let keep = need.max(self.idle_capacity).max(self.buf.len());
+        if self.buf.capacity() > keep {
+            self.buf.shrink_to(keep);
         }
     }
 
@@ -199,6 +240,61 @@ mod tests {
         let mut d = FrameDecoder::new(100);
         assert!(d.feed(&vec![0u8; 100 + MAX_FEED]).is_ok());
         assert!(matches!(d.feed(b"x"), Err(FrameError::BufferFull { .. })));
+    }
+
+    #[test]
+    fn a_partial_frame_holds_only_its_own_length() {
+        // Many whole frames and a partial one in one read: the capacity the
+        // read needed is given back, only the partial frame's is kept.
+        let hb = frame(MsgType::Heartbeat, b"");
+        let mut stream = Vec::new();
+        while stream.len() < 16 * 1024 {
+            stream.extend_from_slice(&hb);
+        }
+        let report = frame(MsgType::Report, &[b'x'; 300]);
+        stream.extend_from_slice(&report[..100]);
+        let mut d = FrameDecoder::new(1 << 20);
+        d.feed(&stream).unwrap();
+        while d.next_frame().unwrap().is_some() {}
+        assert_eq!(d.buffered(), 100);
+        assert!(d.capacity() <= report.len(), "{}", d.capacity());
+        d.feed(&report[100..]).unwrap();
+        assert_eq!(d.next_frame().unwrap().map(|f| f.body.len()), Some(300));
+    }
+
+    #[test]
+    fn a_large_frame_is_reserved_once_exactly_and_handed_over_uncopied() {
+        // A small frame, then the start of a large one, in one read.
+        let mut stream = frame(MsgType::Heartbeat, b"");
+        let big = frame(MsgType::Report, &[b'x'; 200_000]);
+        stream.extend_from_slice(&big[..1000]);
+        let mut d = FrameDecoder::new(1 << 20);
+        d.feed(&stream).unwrap();
+        assert!(d.next_frame().unwrap().is_some());
+        assert_eq!(d.next_frame(), Ok(None));
+        // Exactly the large frame: not the consumed bytes before it, not
+        // an amortised doubling (the master's budget charges this).
+        assert_eq!(d.capacity(), big.len());
+        d.feed(&big[1000..]).unwrap();
+        assert_eq!(d.capacity(), big.len(), "no regrowth");
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!(f.body.len(), 200_000);
+        assert_eq!(d.capacity(), 0, "the buffer went with the frame");
+    }
+
+    #[test]
+    fn a_lowered_cap_refuses_the_frame_already_announced() {
+        let big = frame(MsgType::Report, &[b'x'; 2000]);
+        let mut d = FrameDecoder::new(1 << 20);
+        d.feed(&big[..HEADER_LEN]).unwrap();
+        assert_eq!(d.next_frame(), Ok(None));
+        d.set_max_frame(1024);
+        assert!(matches!(d.next_frame(), Err(FrameError::TooLong { .. })));
+        assert_eq!(d.capacity(), 0);
+        let mut d = FrameDecoder::new(1024);
+        d.set_max_frame(4096);
+        d.feed(&big).unwrap();
+        assert!(d.next_frame().unwrap().is_some());
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub struct MasterConfig {
     pub handshake_timeout: Duration,
     /// Largest frame accepted or sent.
     pub max_frame: u32,
+    /// Largest frame accepted before the peer is known: the first frame of
+    /// any connection and the frame confirming a sealed handshake. Kept
+    /// small so that what an unauthenticated peer can make the master hold
+    /// is a small fixed amount per connection, not `max_frame`.
+    pub pre_auth_max_frame: u32,
     /// Accept legacy version 1 connections (unauthenticated).
     pub legacy_v1: bool,
     /// Silence after which a v1 connection is closed: the original's idle
@@ -58,6 +63,7 @@ impl Default for MasterConfig {
             keepalive: Keepalive::default(),
             handshake_timeout: Duration::from_secs(10),
             max_frame: crate::proto::DEFAULT_MAX_FRAME,
+            pre_auth_max_frame: PRE_AUTH_MAX_FRAME,
             legacy_v1: false,
             legacy_idle: legacy::DEFAULT_LEGACY_IDLE,
             allow_plaintext: false,
@@ -67,6 +73,12 @@ impl Default for MasterConfig {
         }
     }
 }
+
+/// The default [`MasterConfig::pre_auth_max_frame`]: room for the largest
+/// sealed Hello (header, 4 KiB payload, Noise overhead) with margin, and
+/// for the first frame of a legacy client, which the PHP master's runtime
+/// dropped above about 8 KB anyway (`LEGACY-PROTOCOL.md`).
+pub const PRE_AUTH_MAX_FRAME: u32 = 8 * 1024;
 
 /// Where the master finds an agent's pre-shared key.
 pub trait KeyLookup {
@@ -238,7 +250,7 @@ impl MasterSession {
     /// A session for a connection accepted at `now`.
     pub fn new(cfg: Arc<MasterConfig>, now: Clock) -> MasterSession {
         MasterSession {
-            decoder: FrameDecoder::new(cfg.max_frame),
+            decoder: FrameDecoder::new(cfg.pre_auth_max_frame.min(cfg.max_frame)),
             cfg,
             state: State::Start,
             peer: None,
@@ -293,6 +305,33 @@ impl MasterSession {
     /// Heap bytes held by buffers (decoder + queue), for memory metrics.
     pub fn buffer_bytes(&self) -> usize {
         self.decoder.capacity() + self.tx.bytes()
+    }
+
+    /// Heap bytes the frame decoder holds (a partial frame, reserved in
+    /// full once its header has passed the checks): what the shell charges
+    /// to the master's memory budget for received bytes.
+    pub fn decoder_bytes(&self) -> usize {
+        self.decoder.capacity()
+    }
+
+    /// Whether the peer has proved who it is: a sealed v2 session whose
+    /// keys are confirmed. Plaintext and legacy v1 peers, and every peer
+    /// before its handshake is confirmed, are not; the shell refuses their
+    /// memory first when the budget is short.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Open(Some(_)))
+    }
+
+    /// The frame size cap for the current state: small until the first
+    /// frame has said what the connection is (and, for a sealed session,
+    /// until its keys are confirmed), `max_frame` after.
+    fn frame_cap(&self) -> u32 {
+        match self.state {
+            State::Start | State::Confirming(..) => {
+                self.cfg.pre_auth_max_frame.min(self.cfg.max_frame)
+            }
+            State::Open(_) | State::Legacy(_) | State::Closed => self.cfg.max_frame,
+        }
     }
 
     /// The next frame to write, oldest first.
@@ -980,6 +1019,10 @@ impl MasterSession {
 
 impl Receiver for MasterSession {
     fn decoder(&mut self) -> &mut FrameDecoder {
+        // Asked before every feed and every frame, so a state change made
+        // by one frame sets the cap for the next.
+        let cap = self.frame_cap();
+        self.decoder.set_max_frame(cap);
         &mut self.decoder
     }
 
@@ -1019,6 +1062,7 @@ fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::HEADER_LEN;
     use crate::session::EntropyFailed;
 
     #[test]
@@ -1041,5 +1085,84 @@ mod tests {
         }
         let k = legacy_key(&mut Counting(0));
         assert!(k.iter().all(u8::is_ascii_alphanumeric));
+    }
+
+    struct Zeros;
+    impl Entropy for Zeros {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyFailed> {
+            buf.fill(0);
+            Ok(())
+        }
+    }
+
+    struct NoKeys;
+    impl KeyLookup for NoKeys {
+        fn psk_for(&self, _: &Uuid) -> Option<[u8; 32]> {
+            None
+        }
+    }
+
+    fn clock() -> Clock {
+        Clock {
+            mono: Instant::now(),
+            unix_ms: 0,
+        }
+    }
+
+    fn v1(t: MsgType, body: &[u8]) -> Vec<u8> {
+        let uuid = Uuid::from_text("legacy-1").unwrap();
+        encode(&legacy_encode(t, uuid, false, false, 1 << 20), body, None).unwrap()
+    }
+
+    fn feed(s: &mut MasterSession, bytes: &[u8]) {
+        let mut rng = Zeros;
+        s.handle_input(bytes, clock(), &NoKeys, &mut rng);
+    }
+
+    #[test]
+    fn an_unknown_peer_cannot_announce_a_large_frame() {
+        let cfg = Arc::new(MasterConfig {
+            legacy_v1: true,
+            ..MasterConfig::default()
+        });
+        // A v2 Hello header announcing 1 MiB: refused on the header, before
+        // anything is reserved for its body.
+        let h = crate::proto::Header {
+            version: Version::V2,
+            msg_type: MsgType::Hello,
+            cipher: true,
+            compress: false,
+            length: 1 << 20,
+            uuid: Uuid::from_text("x").unwrap(),
+        };
+        let mut s = MasterSession::new(cfg.clone(), clock());
+        feed(&mut s, &h.encode());
+        assert!(s.is_closed());
+        assert!(s.decoder_bytes() < 1024, "{}", s.decoder_bytes());
+        let closed = std::iter::from_fn(|| s.poll_event()).last();
+        assert!(
+            matches!(&closed, Some(MasterEvent::Closed(c)) if c.frame_error == Some("too_long")),
+            "{closed:?}"
+        );
+
+        // Once a legacy client has said what it is, its frames may be as
+        // large as max_frame (it never authenticates: the shell's memory
+        // budget bounds it, not the session).
+        let mut s = MasterSession::new(cfg, clock());
+        feed(&mut s, &v1(MsgType::Hello, b""));
+        let big = v1(MsgType::Report, &vec![b'x'; 100 * 1024]);
+        feed(&mut s, &big[..HEADER_LEN + 10]);
+        assert!(!s.is_closed());
+        assert!(s.decoder_bytes() >= big.len());
+        assert!(!s.is_authenticated());
+        feed(&mut s, &big[HEADER_LEN + 10..]);
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, MasterEvent::LegacyReport(b) if b.len() == 100 * 1024)),
+            "{events:?}"
+        );
+        assert_eq!(s.decoder_bytes(), 0);
     }
 }

@@ -267,6 +267,8 @@ fn status(m: &Master) -> Value {
             "refused": refused,
             "timed_out": timed_out,
         },
+        "memory_budget": budget_json(&m.budget),
+        "legacy_forgotten": c.legacy_forgotten,
         "settings": {
             "listen": s.listen,
             "heartbeat_s": s.heartbeat.as_secs(),
@@ -280,5 +282,24 @@ fn status(m: &Master) -> Value {
             "http_request_timeout_s": s.http_request_timeout.as_secs(),
             "write_timeout_s": s.write_timeout.as_secs(),
         },
+    })
+}
+
+/// The memory budget for `/api/status`: the same figures as `/metrics`.
+fn budget_json(b: &crate::master::budget::MemoryBudget) -> Value {
+    use crate::master::budget::{Kind, Refusal};
+    let mut held = serde_json::Map::new();
+    for k in Kind::ALL {
+        held.insert(k.name().into(), json!(b.held(k)));
+    }
+    let mut refused = serde_json::Map::new();
+    for r in Refusal::ALL {
+        refused.insert(r.name().into(), json!(b.refusals(r)));
+    }
+    json!({
+        "limit_bytes": b.limit(),
+        "held_bytes": held,
+        "unauthenticated_bytes": b.unauthenticated(),
+        "refusals": refused,
     })
 }

@@ -80,7 +80,7 @@ pub fn render(m: &Master) -> String {
         "counter",
         "Connections refused, by reason.",
     );
-    for r in ["max_connections", "rate_limited"] {
+    for r in ["max_connections", "rate_limited", "memory_budget"] {
         o.val(
             "edge_gw_connections_refused_total",
             &format!("reason=\"{r}\""),
@@ -316,7 +316,14 @@ pub fn render(m: &Master) -> String {
             a.stats.reports,
         );
     }
+    o.one(
+        "edge_gw_legacy_agents_forgotten_total",
+        "counter",
+        "Offline legacy v1 agents forgotten after legacy_retention.",
+        c.legacy_forgotten,
+    );
     drop(reg);
+    budget_metrics(&mut o, &m.budget);
     process_metrics(&mut o);
     let st = m.store_stats();
     o.one(
@@ -350,6 +357,48 @@ pub fn render(m: &Master) -> String {
         st.deliveries_dropped,
     );
     o.0
+}
+
+/// The memory budget: what peers make the master hold, by kind, against
+/// its limit, and what a full budget refused.
+fn budget_metrics(o: &mut Out, b: &crate::master::budget::MemoryBudget) {
+    use crate::master::budget::{Kind, Refusal};
+    o.head(
+        "edge_gw_memory_budget_bytes",
+        "gauge",
+        "Bytes held against memory_budget, by kind.",
+    );
+    for k in Kind::ALL {
+        o.val(
+            "edge_gw_memory_budget_bytes",
+            &format!("kind=\"{}\"", k.name()),
+            b.held(k),
+        );
+    }
+    o.one(
+        "edge_gw_memory_budget_unauthenticated_bytes",
+        "gauge",
+        "Part of the held bytes held for unauthenticated peers (at most half the limit).",
+        b.unauthenticated(),
+    );
+    o.one(
+        "edge_gw_memory_budget_limit_bytes",
+        "gauge",
+        "The memory_budget setting.",
+        b.limit(),
+    );
+    o.head(
+        "edge_gw_memory_budget_refusals_total",
+        "counter",
+        "What a full memory budget refused: new connections, connections closed, legacy bodies not kept.",
+    );
+    for r in Refusal::ALL {
+        o.val(
+            "edge_gw_memory_budget_refusals_total",
+            &format!("refused=\"{}\"", r.name()),
+            b.refusals(r),
+        );
+    }
 }
 
 /// The conventional `process_*` metrics from `/proc/self`: memory per

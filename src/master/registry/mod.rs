@@ -12,13 +12,16 @@
 //! its methods live beside the state they work on:
 //! - [`reports`]: health reports, history, fan-out to subscribers;
 //! - [`pushes`]: push addresses, outbox room, queueing, handing due pushes
-//!   to connections, acks, push statuses.
+//!   to connections, acks, push statuses;
+//! - [`legacy_memory`]: what legacy clients may leave behind (cut and
+//!   charged bodies) and forgetting them after a retention time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::MemoryBudget;
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
 use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
@@ -28,11 +31,13 @@ use crate::session::{CloseInfo, Traffic};
 
 pub mod identity;
 pub mod inbox_fit;
+pub mod legacy_memory;
 pub mod oversize_fanout;
 pub mod pushes;
 pub mod reports;
 
 pub use identity::IdentityRefused;
+pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{HISTORY_LEN, Latest, Point};
 
@@ -203,6 +208,8 @@ pub struct Counters {
     /// Unauthenticated sessions refused for claiming an authenticated
     /// uuid, by kind (`v1`, `plaintext`): see [`identity`].
     pub identity_refused: BTreeMap<&'static str, u64>,
+    /// Offline legacy agents forgotten after the retention time.
+    pub legacy_forgotten: u64,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -236,6 +243,10 @@ pub struct Registry {
     pub counters: Counters,
     /// Outbox bounds.
     pub limits: OutboxLimits,
+    /// What legacy clients may leave behind, and for how long.
+    pub legacy_limits: LegacyLimits,
+    /// Charged for kept legacy bodies; the master's, once it is set.
+    budget: Arc<MemoryBudget>,
     /// Events not yet taken by the broadcaster.
     events: Vec<FleetEvent>,
     /// What is needed to warn once per oversized legacy report.
@@ -256,11 +267,19 @@ impl Registry {
             pushes: pushes::PushTable::default(),
             counters: Counters::default(),
             limits,
+            legacy_limits: LegacyLimits::default(),
+            budget: Arc::new(MemoryBudget::new(usize::MAX)),
             events: Vec::new(),
             oversize_fanout: oversize_fanout::OversizeFanout::default(),
             started: now,
             next_conn: 1,
         }
+    }
+
+    /// Charges kept legacy bodies to `budget` (the master's) from now on;
+    /// until set, a budget of its own without a limit counts them.
+    pub fn set_budget(&mut self, budget: Arc<MemoryBudget>) {
+        self.budget = budget;
     }
 
     /// A fresh connection id.
@@ -483,6 +502,7 @@ impl Registry {
             return None;
         }
         let a = self.agents.remove(uuid)?;
+        legacy_memory::release(&self.budget, &a.latest);
         let ids: Vec<u64> = a.outbox.ids().map(|(id, _)| id).collect();
         for id in &ids {
             self.pushes.mark(*id, *uuid, Delivery::Cancelled);

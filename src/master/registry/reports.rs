@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Conn, FleetEvent, Registry};
+use super::{Conn, FleetEvent, Registry, legacy_memory};
 use crate::master::conn_handle::{Cmd, ConnId};
 use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode, Scope};
@@ -112,7 +112,9 @@ impl Registry {
                 SharedBody::new(v2::event_body(uuid.trimmed(), &a.group, &report)),
             )
         });
-        a.latest = Some(Latest::V2(report));
+        let replaced = a.latest.replace(Latest::V2(report));
+        // A legacy body this uuid kept before gives its charge back.
+        legacy_memory::release(&self.budget, &replaced);
         self.events.push(FleetEvent::Health(uuid, p));
         if let Some((group, body)) = event {
             self.fan_out(Some(&group), Cmd::Event(Arc::new(body)));
@@ -123,9 +125,13 @@ impl Registry {
     pub fn legacy_report(&mut self, id: ConnId, body: Vec<u8>, unix_ms: u64) {
         self.counters.reports += 1;
         let mut group = None;
+        let budget = self.budget.clone();
+        let max = self.legacy_limits.max_health_body;
         if let Some(a) = self.agent_of_mut(id) {
             a.stats.reports += 1;
-            a.latest = Some(Latest::Legacy(String::from_utf8_lossy(&body).into_owned()));
+            // Cut, charged, or not kept when the budget is short: the
+            // client is unauthenticated and its uuid free to invent.
+            legacy_memory::keep_legacy_body(&budget, max, &mut a.latest, &body);
             let p = Point {
                 unix_ms,
                 ..Point::default()
