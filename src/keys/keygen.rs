@@ -122,7 +122,7 @@ fn read_keyring_for_update(path: &Path, target: &KeyTarget) -> Result<KeyringUpd
 
 /// `edge-gw keygen`: makes a new key, writes the agent key file (mode
 /// 0600, never overwriting) and either adds the master's keyring line to
-/// `opts.keyring` (atomically: see [`KeyringUpdate::commit`]) or writes it
+/// `opts.keyring` (atomically: a temporary file renamed over it) or writes it
 /// to `stdout`. Returns the key file's path.
 ///
 /// Either everything is done or, on error, nothing is left behind: the

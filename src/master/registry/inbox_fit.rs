@@ -11,7 +11,7 @@
 //!
 //! Pushes queued before the agent said how much it takes (its first
 //! session, or recovered from the push log after a restart) are checked
-//! when it joins ([`drop_unfit`]).
+//! when it joins (`drop_unfit`).
 
 use super::pushes::PushTable;
 use super::{Agent, Delivery, Registry};

@@ -3,7 +3,7 @@
 //! Only bodies live here; the 45-byte frame header is handled elsewhere.
 //! Every reply the legacy server sends is `json_encode` of
 //! `["errCode" => .., "msg" => .., "data" => ..]`, so all builders share that
-//! envelope, in that key order, with PHP's escaping from [`super::json`]
+//! envelope, in that key order, with PHP's escaping from [`json`]
 //! (the Chinese messages travel as `\uxxxx` escapes).
 //!
 //! What the legacy server does with each body (see
