@@ -245,7 +245,9 @@ async fn session(
                     }
                 }
                 AgentEvent::HeartbeatAck { rtt, .. } => log::trace!("heartbeat rtt {rtt:?}"),
-                AgentEvent::Event(_) | AgentEvent::LegacyData(_) => {}
+                AgentEvent::Event(_)
+                | AgentEvent::LegacyData(_)
+                | AgentEvent::PushResultStored(_) => {}
                 AgentEvent::Closed(info) => {
                     return (info, established);
                 }

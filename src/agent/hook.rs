@@ -95,6 +95,7 @@ mod tests {
             sender: "api".into(),
             group: "g".into(),
             body: b"hello hook".to_vec(),
+            want_result: false,
         }
     }
 

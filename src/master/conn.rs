@@ -331,6 +331,7 @@ fn drain_events(
     }
     let clock = os::now();
     let mut delivered = Vec::new();
+    let mut answered = Vec::new();
     {
         let mut reg = master.lock_registry();
         for e in events {
@@ -361,6 +362,7 @@ fn drain_events(
                         delivered.push((ack.id, uuid));
                     }
                 }
+                MasterEvent::PushAnswered(r) => answered.push(r),
                 MasterEvent::Closed(info) => *closed = Some(Box::new(info)),
             }
         }
@@ -369,5 +371,10 @@ fn drain_events(
     }
     if !delivered.is_empty() {
         master.record_deliveries(&delivered);
+    }
+    for r in answered {
+        // Not stored yet: no confirmation, so the agent keeps the result
+        // and sends it again on its next connection.
+        log::debug!("connection {id}: result of push {} not stored yet", r.id);
     }
 }

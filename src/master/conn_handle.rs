@@ -157,6 +157,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: Vec::new(),
+            want_result: false,
         })
     }
 

@@ -224,6 +224,7 @@ impl Master {
             sender: sender.to_string(),
             group: group.to_string(),
             body,
+            want_result: false,
         };
         self.push_log.accept(push, targets.to_vec()).await
     }

@@ -386,6 +386,7 @@ fn push(id: u64) -> Arc<v2::Push> {
         sender: "api".into(),
         group: String::new(),
         body: format!("message {id}").into_bytes(),
+        want_result: false,
     })
 }
 
@@ -872,4 +873,83 @@ fn a_failed_random_source_closes_instead_of_handshaking() {
     let hello = n.agent.poll_transmit().unwrap();
     n.master.handle_input(&hello, n.now, &n.keys, &mut Broken);
     assert!(n.master.is_closed());
+}
+
+/// A push that wants a result: the agent sees `want_result`, acks, sends
+/// the result; the master reports it and confirms; the agent learns it is
+/// stored. A result sent again on a new session (the agent restarted
+/// before the confirmation) is reported again: storing it once is the
+/// master shell's job, keyed by push id and agent.
+#[test]
+fn push_result_round_trip_and_resend_after_reconnect() {
+    let mut n = Net::connected();
+    let p = v2::Push {
+        want_result: true,
+        ..(*push(9)).clone()
+    };
+    n.master.send_push(&p).unwrap();
+    n.pump();
+    let seen: Vec<bool> = n
+        .agent_events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Push(p) => Some(p.want_result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, [true]);
+    assert!(n.agent.master_takes_results());
+    let result = v2::PushResult {
+        id: 9,
+        exit: 3,
+        output: b"hello\n".to_vec(),
+        truncated: false,
+        at_unix_ms: 0,
+    };
+    n.agent.ack_push(9).unwrap();
+    n.agent.send_push_result(&result).unwrap();
+    n.pump();
+    let answered: Vec<&v2::PushResult> = n
+        .master_events
+        .iter()
+        .filter_map(|e| match e {
+            MasterEvent::PushAnswered(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [&result]);
+    // Time passes before the confirmation: heartbeats keep both alive.
+    n.advance(Duration::from_secs(25));
+    n.master.confirm_result(9).unwrap();
+    n.pump();
+    assert!(n.agent_events.contains(&AgentEvent::PushResultStored(9)));
+    assert!(n.agent_closed().is_none() && n.master_closed().is_none());
+
+    // A new session pair: the same result again reaches the master.
+    let mut n = Net::connected();
+    n.agent.send_push_result(&result).unwrap();
+    n.pump();
+    assert!(
+        n.master_events
+            .contains(&MasterEvent::PushAnswered(result.clone()))
+    );
+}
+
+/// Before the Welcome (or on v1) there is no master that takes results:
+/// the shell keeps them instead of sending.
+#[test]
+fn push_result_waits_for_a_master_that_takes_it() {
+    let mut a = AgentSession::new(agent_cfg(), RecentIds::new(4), now(), &mut Seq(1));
+    assert!(!a.master_takes_results());
+    let r = v2::PushResult {
+        id: 1,
+        exit: 0,
+        output: Vec::new(),
+        truncated: false,
+        at_unix_ms: 0,
+    };
+    assert_eq!(
+        a.send_push_result(&r),
+        Err(super::agent::SendError::NotOpen)
+    );
 }

@@ -330,6 +330,7 @@ mod tests {
             sender: "api".into(),
             group: String::new(),
             body: format!("body {id}").into_bytes(),
+            want_result: false,
         }
     }
 

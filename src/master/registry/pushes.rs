@@ -329,6 +329,7 @@ mod tests {
             sender: "api".into(),
             group: "x".into(),
             body: b"hi".to_vec(),
+            want_result: false,
         });
         assert!(r.enqueue(p, &targets, t, 0).is_empty());
         // Handed to both online targets at once, with the resend time.
@@ -370,6 +371,7 @@ mod tests {
                 sender: String::new(),
                 group: String::new(),
                 body: vec![],
+                want_result: false,
             };
             r.enqueue(Arc::new(p), &[u], t, 0);
         }
@@ -418,6 +420,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: vec![],
+            want_result: false,
         });
         r.enqueue(p, &[u], t, 0);
         assert_eq!(
@@ -443,6 +446,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: vec![0; 4],
+            want_result: false,
         });
         r.enqueue(p, &[u], t, 0);
         assert_eq!(r.check_room_with(&[u], 2, |_| (1, 2)), Ok(()));
@@ -479,6 +483,7 @@ mod tests {
                 sender: String::new(),
                 group: String::new(),
                 body: vec![1],
+                want_result: false,
             })
         };
         r.enqueue(push(1), &both, t, 0);
