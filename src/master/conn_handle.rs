@@ -39,6 +39,9 @@ pub enum Cmd {
     /// Forward a legacy report (v1 push subscriber): the fan-out body,
     /// made once for all subscribers.
     LegacyFanout(Arc<SharedBody>),
+    /// Tell the agent its result for this push is stored in the push log
+    /// (`PushResultStored`), so it may forget it.
+    ResultStored(u64),
     /// Close the connection.
     Kick(CloseCode, String),
 }

@@ -26,9 +26,11 @@ use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod answers;
 pub mod pushes;
 pub mod reports;
 
+pub use answers::{AnswerCheck, AnswerLimits};
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{HISTORY_LEN, Latest, Point};
 
@@ -159,9 +161,9 @@ pub struct Counters {
     /// Frame errors by kind.
     pub frame_errors: BTreeMap<&'static str, u64>,
     /// Frames in by type number.
-    pub frames_in: [u64; 11],
+    pub frames_in: [u64; 13],
     /// Frames out by type number.
-    pub frames_out: [u64; 11],
+    pub frames_out: [u64; 13],
     /// Bytes in.
     pub bytes_in: u64,
     /// Bytes out.
@@ -180,6 +182,11 @@ pub struct Counters {
     pub fanout_dropped: u64,
     /// Sends that failed.
     pub send_failures: u64,
+    /// Push results stored (synced to the push log).
+    pub push_results_stored: u64,
+    /// Push results refused, by reason (`not_awaited`, `agent_bytes`,
+    /// `not_an_agent`, `queue_full`).
+    pub push_results_refused: BTreeMap<&'static str, u64>,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -193,6 +200,8 @@ pub enum FleetEvent {
     Health(Uuid, Point),
     /// A push was delivered to an agent.
     PushDelivered(u64, Uuid),
+    /// An agent's answer to a push is stored: push id, agent, exit status.
+    PushAnswered(u64, Uuid, i32),
 }
 
 /// The fleet.
@@ -209,6 +218,10 @@ pub struct Registry {
     legacy_subscribers: Vec<ConnId>,
     /// Statuses of the pushes accepted this run.
     pushes: pushes::PushTable,
+    /// Push results awaited and stored.
+    answers: answers::AnswerTable,
+    /// Bounds on push results.
+    pub answer_limits: answers::AnswerLimits,
     /// Global counters.
     pub counters: Counters,
     /// Outbox bounds.
@@ -229,6 +242,8 @@ impl Registry {
             subscribers: Vec::new(),
             legacy_subscribers: Vec::new(),
             pushes: pushes::PushTable::default(),
+            answers: answers::AnswerTable::default(),
+            answer_limits: answers::AnswerLimits::default(),
             counters: Counters::default(),
             limits,
             events: Vec::new(),
@@ -345,7 +360,7 @@ impl Registry {
     /// Adds a session's traffic to the agent's and global counters.
     pub fn traffic(&mut self, id: ConnId, t: &Traffic, mono: Instant, unix_ms: u64) {
         let c = &mut self.counters;
-        for i in 0..11 {
+        for i in 0..13 {
             c.frames_in[i] += u64::from(t.frames_in[i]);
             c.frames_out[i] += u64::from(t.frames_out[i]);
         }

@@ -208,6 +208,10 @@ impl Registry {
             }
         }
         self.counters.pushes_accepted += 1;
+        if push.want_result {
+            let queued: Vec<Uuid> = status.iter().map(|t| t.0).collect();
+            self.await_answers(push.id, &queued);
+        }
         self.pushes.insert(PushStatus {
             id: push.id,
             unix_ms,
