@@ -153,6 +153,7 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         set.on_push.is_some(),
     );
     shared.state.borrow_mut().results = results;
+    shared.state.borrow_mut().result_cap = set.result_max_bytes;
     let cfg = conn::ConnConfig {
         master: set.master.clone(),
         session,

@@ -59,6 +59,9 @@ pub struct State {
     pub results: ResultStore,
     /// Of those, the ones not yet sent on this session, oldest first.
     pub results_unsent: VecDeque<u64>,
+    /// Most output bytes of a result (`result_max_bytes`), for answers
+    /// that come through the local socket.
+    pub result_cap: usize,
     /// Custom key/value metrics for the next report.
     pub custom: Vec<(String, String)>,
     /// A session is open.
@@ -98,6 +101,7 @@ impl Shared {
                 refused: VecDeque::new(),
                 results: ResultStore::default(),
                 results_unsent: VecDeque::new(),
+                result_cap: super::RESULT_MAX_BYTES,
                 custom: Vec::new(),
                 connected: false,
                 clock_offset_ms: None,
