@@ -315,3 +315,93 @@ fn a_hostile_agents_oversized_results_are_refused_counted_and_close_nothing() {
     bad.step();
     assert!(!bad.s.is_closed());
 }
+
+/// `edge-gw` with `args`, the exit status, stdout and stderr.
+fn cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_socket_consumer_answers_with_inbox_answer() {
+    let dir = TempDir::new("res-inbox");
+    let cfg = master_config(&dir, "");
+    let m = Master::start(&dir, &["--config", &cfg]);
+    let _a = agent(&dir, "sock-r", &m, &[]);
+    m.wait_reports("sock-r", 1, T);
+    let state = dir.path().join("agent-sock-r");
+    let state = state.to_str().unwrap();
+    let id = push_wanting(&m, "sock-r", "rotate the key");
+    let (code, out, err) = wait_for(T, "the push in the inbox", || {
+        let r = cli(&["inbox", "--state-dir", state]);
+        (r.0 == Some(0)).then_some(r)
+    });
+    assert_eq!((code, out.as_str()), (Some(0), "rotate the key"));
+    assert!(err.contains(&format!("--answer {id}")), "{err}");
+    let id_s = id.to_string();
+    let (code, _, err) = cli(&[
+        "inbox",
+        "--state-dir",
+        state,
+        "--answer",
+        &id_s,
+        "--exit",
+        "2",
+        "rotated",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let a = wait_answer(&m, id, "sock-r");
+    assert_eq!(
+        (a["exit"].as_i64(), a["output"].as_str()),
+        (Some(2), Some("rotated"))
+    );
+    // Answered once: a second answer is refused by the agent.
+    let (code, _, err) = cli(&["inbox", "--state-dir", state, "--answer", &id_s, "again"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("answered already") || err.contains("not delivered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inbox_resolve_settles_a_push_whose_hook_a_crash_cut_off() {
+    let dir = TempDir::new("res-resolve");
+    let cfg = master_config(&dir, "");
+    let m = Master::start(&dir, &["--config", &cfg]);
+    let runs = dir.path().join("runs");
+    let hook = format!("echo run >> {}; sleep 30", runs.display());
+    let mut a = agent(&dir, "res-r", &m, &["--on-push", &hook]);
+    m.wait_reports("res-r", 1, T);
+    let state = dir.path().join("agent-res-r");
+    let state = state.to_str().unwrap();
+    let (code, _, err) = cli(&["inbox", "--state-dir", state, "--resolve", "99", "retry"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not held as interrupted"), "{err}");
+    let id = m.push("res-r", "x");
+    wait_for(T, "the hook to start", || {
+        (!lines(&runs).is_empty()).then_some(())
+    });
+    a.kill9();
+    let a = agent(&dir, "res-r", &m, &["--on-push", &hook]);
+    let held = format!("push {id}: held until RESOLVE");
+    wait_for(T, &held, || a.log_text().contains(&held).then_some(()));
+    let (code, _, err) = cli(&[
+        "inbox",
+        "--state-dir",
+        state,
+        "--resolve",
+        &id.to_string(),
+        "delivered",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_for(T, "the push delivered", || {
+        let st = m.get(&format!("/api/pushes/{id}"));
+        (st["targets"][0]["state"] == "delivered").then_some(())
+    });
+    assert_eq!(lines(&runs), ["run"]);
+}

@@ -215,7 +215,7 @@ async fn answer(
             Some(format!(
                 "ERR push {id} was not delivered here (TAKE and ACK it first)\n"
             ))
-        } else if st.results.has(id) {
+        } else if st.results.answered(id) {
             Some(format!("ERR push {id} is answered already\n"))
         } else {
             None

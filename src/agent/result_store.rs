@@ -18,7 +18,7 @@
 //! never confirms (it is older, minor 0, and never asks for results) gets
 //! none, so nothing piles up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,14 @@ pub struct ResultStore {
     dir: Option<PathBuf>,
     /// By push id.
     pending: BTreeMap<u64, PushResult>,
+    /// Recently confirmed ids (this run, at most [`CONFIRMED_KEPT`]), so a
+    /// second local answer is refused here; across a restart the master
+    /// is the guard (it stores one answer per push and agent).
+    confirmed: VecDeque<u64>,
 }
+
+/// Confirmed push ids remembered for refusing a second answer.
+const CONFIRMED_KEPT: usize = 1024;
 
 impl ResultStore {
     /// Loads the unconfirmed results under `dir` (created when missing).
@@ -42,6 +49,7 @@ impl ResultStore {
         let mut s = ResultStore {
             dir,
             pending: BTreeMap::new(),
+            confirmed: VecDeque::new(),
         };
         let Some(dir) = &s.dir else { return s };
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -84,6 +92,12 @@ impl ResultStore {
 
     /// The master stored the result of push `id`: forget it.
     pub fn confirmed(&mut self, id: u64) {
+        if !self.confirmed.contains(&id) {
+            if self.confirmed.len() == CONFIRMED_KEPT {
+                self.confirmed.pop_front();
+            }
+            self.confirmed.push_back(id);
+        }
         if self.pending.remove(&id).is_some()
             && let Some(dir) = &self.dir
         {
@@ -110,6 +124,11 @@ impl ResultStore {
     /// Whether push `id` has a result waiting (the consumer finished).
     pub fn has(&self, id: u64) -> bool {
         self.pending.contains_key(&id)
+    }
+
+    /// Whether push `id` was answered: waiting, or confirmed recently.
+    pub fn answered(&self, id: u64) -> bool {
+        self.has(id) || self.confirmed.contains(&id)
     }
 }
 
