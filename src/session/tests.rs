@@ -953,3 +953,48 @@ fn push_result_waits_for_a_master_that_takes_it() {
         Err(super::agent::SendError::NotOpen)
     );
 }
+
+/// A minor-0 agent (plaintext here, to write its Hello by hand) gets a
+/// push that wants a result as the minor-0 bytes: the master drops the
+/// trailing `want_result` byte for it.
+#[test]
+fn a_minor_0_agent_gets_no_want_result_byte() {
+    let mut m = master_cfg();
+    m.allow_plaintext = true;
+    let now = now();
+    let mut master = MasterSession::new(Arc::new(m), now);
+    let hello = Message::Hello(v2::Hello {
+        minor: 0,
+        role: Role::Agent,
+        group: String::new(),
+        software: "old".into(),
+        interval_ms: 1000,
+    });
+    let e = Encode {
+        version: Version::V2,
+        msg_type: MsgType::Hello,
+        uuid: uuid(),
+        compress: Compress::Never,
+        v1_cipher_flag: false,
+        max_frame: 1 << 20,
+    };
+    let frame = encode(&e, &hello.to_body(), None).unwrap();
+    master.handle_input(&frame, now, &OneKey(uuid(), PSK), &mut Seq(1));
+    assert!(matches!(master.poll_event(), Some(MasterEvent::Joined(_))));
+    while master.poll_transmit().is_some() {}
+    let p = v2::Push {
+        want_result: true,
+        ..(*push(4)).clone()
+    };
+    master.send_push(&p).unwrap();
+    let mut d = FrameDecoder::new(1 << 20);
+    d.feed(&master.poll_transmit().unwrap()).unwrap();
+    let f = d.next_frame().unwrap().unwrap();
+    let body = crate::proto::frame::open_body(f, None, 1 << 20).unwrap();
+    let minor0 = Message::Push(v2::Push {
+        want_result: false,
+        ..p
+    })
+    .to_body();
+    assert_eq!(body, minor0);
+}

@@ -8,6 +8,14 @@
 //!
 //! Kept apart from the file handling so the format can be read in one
 //! place: changing anything here changes what older logs replay as.
+//!
+//! New record kinds are appended to [`Record`] only (postcard numbers
+//! variants in order), so every older log replays unchanged. The reverse
+//! does not hold: a master built before `Awaiting`/`Answered` existed
+//! reads the first such record as a torn tail and cuts the log there,
+//! losing what follows. Downgrading a master whose log holds push results
+//! therefore needs the log emptied of them first (let the pushes be
+//! delivered and the answers age out, or move `pushes.log` aside).
 
 use std::io;
 
