@@ -74,6 +74,15 @@ fn a_hook_that_echoes_and_exits_3_is_the_answer() {
     assert_eq!(a["exit"], 3);
     assert_eq!(a["output"], "got uptime\n\n--- stderr ---\ncareful\n");
     assert_eq!(a["truncated"], false);
+    // Only with the token, as every /api/ path.
+    let anon = edge_gw::cli::api_client::request(
+        &format!("127.0.0.1:{}", m.http),
+        "not-the-token",
+        "GET",
+        &format!("/api/pushes/{id}"),
+        None,
+    );
+    assert!(anon.is_err_and(|e| e.contains("401")));
     // A push that wants no result is delivered as before, exit 3 or not:
     // today's meaning (not taken) holds, so it stays queued.
     let plain = m.push("r3", "no answer wanted");
