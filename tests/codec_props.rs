@@ -325,13 +325,35 @@ fn arb_message() -> impl Strategy<Value = Message> {
         any::<(u32, u64)>()
             .prop_map(|(seq, unix_ms)| Message::HeartbeatAck(HeartbeatAck { seq, unix_ms })),
         arb_scope().prop_map(|scope| Message::Subscribe(Subscribe { scope })),
-        (any::<u64>(), text(), text(), blob()).prop_map(|(id, sender, group, body)| {
-            Message::Push(Push {
-                id,
-                sender,
-                group,
-                body,
-            })
+        (any::<u64>(), text(), text(), blob(), any::<bool>()).prop_map(
+            |(id, sender, group, body, want_result)| {
+                Message::Push(Push {
+                    id,
+                    sender,
+                    group,
+                    body,
+                    want_result,
+                })
+            }
+        ),
+        (
+            any::<u64>(),
+            any::<i32>(),
+            blob(),
+            any::<bool>(),
+            any::<u64>()
+        )
+            .prop_map(|(id, exit, output, truncated, at_unix_ms)| {
+                Message::PushResult(edge_gw::proto::v2::PushResult {
+                    id,
+                    exit,
+                    output,
+                    truncated,
+                    at_unix_ms,
+                })
+            }),
+        any::<u64>().prop_map(|id| {
+            Message::PushResultStored(edge_gw::proto::v2::PushResultStored { id })
         }),
         arb_report().prop_map(Message::Report),
         (any::<u64>(), status).prop_map(|(id, status)| Message::PushAck(PushAck { id, status })),

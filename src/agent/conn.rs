@@ -188,6 +188,8 @@ async fn session(
                     let mut st = shared.state.borrow_mut();
                     st.connected = true;
                     st.counters.sessions += 1;
+                    // Every unconfirmed result goes again on a new session.
+                    st.results_unsent = st.results.ids().into();
                     if master_unix_ms > 0 {
                         let since = st.start.elapsed().as_millis() as i64;
                         st.clock_offset_ms = Some(master_unix_ms as i64 - since);
@@ -245,6 +247,10 @@ async fn session(
                     }
                 }
                 AgentEvent::HeartbeatAck { rtt, .. } => log::trace!("heartbeat rtt {rtt:?}"),
+                AgentEvent::PushResultStored(id) => {
+                    log::debug!("push {id}: the master stored its result");
+                    shared.state.borrow_mut().results.confirmed(id);
+                }
                 AgentEvent::Event(_) | AgentEvent::LegacyData(_) => {}
                 AgentEvent::Closed(info) => {
                     return (info, established);
@@ -253,6 +259,7 @@ async fn session(
         }
         if s.is_open() {
             flush_acks(&mut s, shared);
+            flush_results(&mut s, shared);
             flush_reports(&mut s, shared, cfg);
             if s.queued_bytes() > 0 {
                 continue;
@@ -358,6 +365,30 @@ fn flush_acks(s: &mut AgentSession, shared: &Shared) {
     let refused: Vec<u64> = shared.state.borrow_mut().refused.drain(..).collect();
     for id in refused {
         s.refuse_push(id);
+    }
+}
+
+/// Sends the results not yet sent on this session (after their acks, which
+/// `flush_acks` queued first). A master too old for results gets none:
+/// they stay stored for a newer one.
+fn flush_results(s: &mut AgentSession, shared: &Shared) {
+    if !s.master_takes_results() {
+        return;
+    }
+    loop {
+        let next = {
+            let st = shared.state.borrow();
+            st.results_unsent
+                .front()
+                .map(|id| (*id, st.results.get(*id).cloned()))
+        };
+        let Some((_, r)) = next else { break };
+        if let Some(r) = r
+            && s.send_push_result(&r).is_err()
+        {
+            break;
+        }
+        shared.state.borrow_mut().results_unsent.pop_front();
     }
 }
 

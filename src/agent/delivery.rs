@@ -14,7 +14,7 @@ use super::hook;
 use super::state::Shared;
 
 /// Runs the hook for each push that reaches the inbox, until dropped.
-pub async fn run(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
+pub async fn run(shared: Shared, hook_cmd: Option<String>, timeout: Duration, result_cap: usize) {
     let Some(cmd) = hook_cmd else { return };
     loop {
         let _ = shared.wake_delivery.1.recv().await;
@@ -28,7 +28,20 @@ pub async fn run(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
                     p.id
                 );
             }
-            let r = hook::run(&cmd, &p, timeout).await;
+            let r = if p.want_result {
+                match hook::run_for_result(&cmd, &p, timeout, result_cap).await {
+                    Ok(a) if a.exit == hook::EX_TEMPFAIL => {
+                        Err(format!("exit status {} (EX_TEMPFAIL)", a.exit))
+                    }
+                    Ok(a) => {
+                        keep_result(&shared, p.id, a);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                hook::run(&cmd, &p, timeout).await
+            };
             let mut st = shared.state.borrow_mut();
             st.inbox.remove(p.id);
             match r {
@@ -59,6 +72,26 @@ pub async fn run(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
             shared.poke_conn();
         }
     }
+}
+
+/// Stores the hook's answer durably *before* the delivery is journalled
+/// (see [`result_store`](super::result_store)) and queues it for sending.
+fn keep_result(shared: &Shared, id: u64, a: hook::HookAnswer) {
+    let at_unix_ms = shared.state.borrow().unix_ms(std::time::Instant::now());
+    let r = crate::proto::v2::PushResult {
+        id,
+        exit: a.exit,
+        output: a.output,
+        truncated: a.truncated,
+        at_unix_ms,
+    };
+    let mut st = shared.state.borrow_mut();
+    if let Err(e) = st.results.store(r) {
+        log::warn!(
+            "push {id}: cannot store its result durably ({e}); it is sent from memory and lost if the agent restarts first"
+        );
+    }
+    st.results_unsent.push_back(id);
 }
 
 /// Called once the worker was dropped at shutdown, which killed a hook

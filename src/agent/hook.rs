@@ -69,6 +69,123 @@ pub async fn run(cmd: &str, push: &Push, timeout: Duration) -> Result<(), String
     }
 }
 
+/// What a hook answered to a push that wanted a result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookAnswer {
+    /// Exit status; -1 when killed by a signal.
+    pub exit: i32,
+    /// Stdout, then (when the hook wrote any) [`STDERR_MARK`] and stderr,
+    /// cut at the cap.
+    pub output: Vec<u8>,
+    /// The output was longer than the cap.
+    pub truncated: bool,
+}
+
+/// Line between a result's stdout and stderr: a reader can tell them
+/// apart without a second field on the wire.
+pub const STDERR_MARK: &[u8] = b"\n--- stderr ---\n";
+
+/// The sysexits "temporary failure" status: for a push that wants a
+/// result, the hook's way to say "not taken, retry later" (every other
+/// status is an answer).
+pub const EX_TEMPFAIL: i32 = 75;
+
+/// Like [`run`], for a push that wants a result: the hook's stdout and
+/// stderr are captured (at most `cap` bytes kept, the rest read and
+/// dropped so the hook never blocks on a full pipe) and any exit status is
+/// returned as the answer. `Err` only when the hook could not start or
+/// timed out (then it is killed with its group, as in [`run`]).
+pub async fn run_for_result(
+    cmd: &str,
+    push: &Push,
+    timeout: Duration,
+    cap: usize,
+) -> Result<HookAnswer, String> {
+    let mut sh = std::process::Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(cmd)
+        .env("EDGE_GW_PUSH_ID", push.id.to_string())
+        .env("EDGE_GW_PUSH_SENDER", &push.sender)
+        .env("EDGE_GW_PUSH_GROUP", &push.group)
+        .env("EDGE_GW_PUSH_BYTES", push.body.len().to_string())
+        .env("EDGE_GW_PUSH_WANTS_RESULT", "1")
+        .process_group(0);
+    let mut child = Command::from(sh)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+    let mut group = GroupKill(Some(child.id()));
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let body = push.body.clone();
+    let feed = async move {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&body).await;
+            let _ = stdin.close().await;
+        }
+    };
+    let work = async {
+        let ((out, err), ()) = smol::future::zip(
+            smol::future::zip(read_capped(stdout, cap), read_capped(stderr, cap)),
+            feed,
+        )
+        .await;
+        let status = child.status().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, out, err))
+    };
+    let limit = async {
+        smol::Timer::after(timeout).await;
+        Err(format!("timed out after {} s", timeout.as_secs()))
+    };
+    let (status, (mut output, out_cut), (err, err_cut)) = work.or(limit).await?;
+    group.0 = None;
+    let mut truncated = out_cut;
+    if !err.is_empty() {
+        output.extend_from_slice(STDERR_MARK);
+        output.extend_from_slice(&err);
+        truncated |= err_cut;
+    }
+    if output.len() > cap {
+        output.truncate(cap);
+        truncated = true;
+    }
+    Ok(HookAnswer {
+        exit: status.code().unwrap_or(-1),
+        output,
+        truncated,
+    })
+}
+
+/// Reads a pipe to its end, keeping the first `cap` bytes; whether more
+/// came.
+async fn read_capped(
+    pipe: Option<impl smol::io::AsyncRead + Unpin>,
+    cap: usize,
+) -> (Vec<u8>, bool) {
+    use smol::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut cut = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                cut |= n > room;
+            }
+        }
+    }
+    (kept, cut)
+}
+
 /// Kills a hook's process group when dropped armed: on a timeout, and when
 /// the delivery worker is cancelled at shutdown.
 struct GroupKill(Option<u32>);
@@ -95,7 +212,31 @@ mod tests {
             sender: "api".into(),
             group: "g".into(),
             body: b"hello hook".to_vec(),
+            want_result: false,
         }
+    }
+
+    #[test]
+    fn a_result_is_the_exit_status_and_output_capped() {
+        let p = push();
+        let a = smol::block_on(run_for_result(
+            "cat; echo; echo oops >&2; exit 3",
+            &p,
+            Duration::from_secs(10),
+            1024,
+        ))
+        .unwrap();
+        assert_eq!(a.exit, 3);
+        assert_eq!(a.output, b"hello hook\n\n--- stderr ---\noops\n".to_vec());
+        assert!(!a.truncated);
+        let a = smol::block_on(run_for_result(
+            "head -c 100000 /dev/zero",
+            &p,
+            Duration::from_secs(10),
+            100,
+        ))
+        .unwrap();
+        assert_eq!((a.exit, a.output.len(), a.truncated), (0, 100, true));
     }
 
     #[test]

@@ -88,6 +88,7 @@ mod tests {
             sender: "s".into(),
             group: String::new(),
             body: vec![b'x'; n],
+            want_result: false,
         }
     }
 

@@ -8,6 +8,15 @@
 //! | `TAKE` | `MSG <id> <len> <sender> <group>` + body, or `EMPTY`; then the client sends `ACK <id>` once it has the message safe, answered `OK` |
 //! | `STATUS` | `STATUS connected=0/1 ring=N inbox=N dropped=N ... interrupted=N` |
 //! | `RESOLVE <id> delivered` / `RESOLVE <id> retry` | `OK`, or `ERR reason` if `<id>` is not interrupted |
+//! | `ANSWER <id> <exit> <len>` + `<len>` bytes of output | `OK` once the result is stored (synced), or `ERR reason` |
+//!
+//! A push that wants a result is handed out as `MSG <id> <len> <sender>
+//! <group> answer` (a sixth word; absent otherwise, so the header is what
+//! it always was). After its `ACK`, the consumer answers with `ANSWER`
+//! (`edge-gw inbox --answer ID`): the exit status it wants reported and
+//! its output, cut at the agent's `result_max_bytes` (marked truncated).
+//! Only a push this agent delivered and has not answered yet takes an
+//! answer; the master takes only answers it asked for.
 //!
 //! A push is acked to the master only after the client's `ACK`, and the
 //! agent records it as delivered (on disk, synced) before it answers `OK`:
@@ -115,6 +124,10 @@ async fn handle(stream: Async<UnixStream>, shared: &Shared) -> io::Result<()> {
             )
         }
         Some("RESOLVE") => resolve(shared, words.next(), words.next(), words.next()),
+        Some("ANSWER") => {
+            let args: Vec<&str> = words.collect();
+            return answer(&stream, &mut reader, shared, &args).await;
+        }
         Some("TAKE") => return take(&stream, &mut reader, shared).await,
         _ => format!("ERR unknown request {line:?}\n"),
     };
@@ -143,11 +156,12 @@ async fn take(
         return stream.write_all_ref(b"EMPTY\n").await;
     };
     let head = format!(
-        "MSG {} {} {} {}\n",
+        "MSG {} {} {} {}{}\n",
         p.id,
         p.body.len(),
         field(&p.sender),
-        field(&p.group)
+        field(&p.group),
+        if p.want_result { " answer" } else { "" }
     );
     stream.write_all_ref(head.as_bytes()).await?;
     stream.write_all_ref(&p.body).await?;
@@ -173,6 +187,76 @@ async fn take(
     shared.poke_conn();
     stream.write_all_ref(b"OK\n").await
 }
+
+/// `ANSWER <id> <exit> <len>` + output: a socket consumer's result for a
+/// push it took, stored durably (and queued for the master) before `OK`.
+async fn answer(
+    stream: &Async<UnixStream>,
+    reader: &mut AsyncBufReader<&Async<UnixStream>>,
+    shared: &Shared,
+    args: &[&str],
+) -> io::Result<()> {
+    use super::delivery_journal::Known;
+    let parsed = match args {
+        [id, exit, len] => match (id.parse::<u64>(), exit.parse::<i32>(), len.parse::<usize>()) {
+            (Ok(id), Ok(exit), Ok(len)) if len <= MAX_ANSWER_READ => Some((id, exit, len)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((id, exit, len)) = parsed else {
+        return stream
+            .write_all_ref(
+                b"ERR usage: ANSWER <id> <exit> <len> (len at most 1 MiB), then the output\n",
+            )
+            .await;
+    };
+    let mut output = vec![0u8; len];
+    reader.read_exact(&mut output).await?;
+    let refusal = {
+        let st = shared.state.borrow();
+        if st.journal.known(id) != Known::Delivered {
+            Some(format!(
+                "ERR push {id} was not delivered here (TAKE and ACK it first)\n"
+            ))
+        } else if st.results.answered(id) {
+            Some(format!("ERR push {id} is answered already\n"))
+        } else {
+            None
+        }
+    };
+    if let Some(r) = refusal {
+        return stream.write_all_ref(r.as_bytes()).await;
+    }
+    let cap = shared.state.borrow().result_cap;
+    let truncated = output.len() > cap;
+    output.truncate(cap);
+    let r = {
+        let mut st = shared.state.borrow_mut();
+        let at_unix_ms = st.unix_ms(std::time::Instant::now());
+        let r = st.results.store(crate::proto::v2::PushResult {
+            id,
+            exit,
+            output,
+            truncated,
+            at_unix_ms,
+        });
+        st.results_unsent.push_back(id);
+        r
+    };
+    shared.poke_conn();
+    match r {
+        Ok(()) => stream.write_all_ref(b"OK\n").await,
+        Err(e) => {
+            let line = format!("ERR kept in memory only, not on disk: {e}\n");
+            stream.write_all_ref(line.as_bytes()).await
+        }
+    }
+}
+
+/// Most output bytes an `ANSWER` may announce (what is over the agent's
+/// `result_max_bytes` is read and cut).
+const MAX_ANSWER_READ: usize = 1 << 20;
 
 /// `RESOLVE <id> delivered|retry`: the operator's verdict on a push whose
 /// hook was interrupted, recorded before the answer.
@@ -278,6 +362,8 @@ pub struct Taken {
     pub group: String,
     /// Body.
     pub body: Vec<u8>,
+    /// The pusher wants an answer (`edge-gw inbox --answer ID`).
+    pub want_result: bool,
 }
 
 /// Takes one message: calls `keep` with it, and acks it only if `keep`
@@ -294,7 +380,7 @@ pub fn client_take(
     let w: Vec<&str> = head.split_whitespace().collect();
     match w.as_slice() {
         ["EMPTY"] => Ok(None),
-        ["MSG", id, len, sender, group] => {
+        ["MSG", id, len, sender, group, rest @ ..] if rest.len() <= 1 => {
             let id: u64 = id.parse().map_err(|_| "bad MSG id".to_string())?;
             let len: usize = len.parse().map_err(|_| "bad MSG length".to_string())?;
             if len > 64 << 20 {
@@ -314,6 +400,7 @@ pub fn client_take(
                 sender: unfield(sender),
                 group: unfield(group),
                 body,
+                want_result: rest == ["answer"],
             };
             keep(&t).map_err(|e| format!("message {id} not acked: {e}"))?;
             // From here the caller has the message but the agent may or
@@ -339,6 +426,34 @@ pub fn client_take(
     }
 }
 
+/// Sends `ANSWER <id> <exit> <len>` and the output.
+pub fn client_answer(path: &Path, id: u64, exit: i32, output: &[u8]) -> Result<(), String> {
+    let mut s = connect(path)?;
+    writeln!(s, "ANSWER {id} {exit} {}", output.len()).map_err(|e| e.to_string())?;
+    s.write_all(output).map_err(|e| e.to_string())?;
+    one_line_answer(&s)
+}
+
+/// Sends `RESOLVE <id> delivered|retry`.
+pub fn client_resolve(path: &Path, id: u64, verdict: &str) -> Result<(), String> {
+    let mut s = connect(path)?;
+    writeln!(s, "RESOLVE {id} {verdict}").map_err(|e| e.to_string())?;
+    one_line_answer(&s)
+}
+
+/// Reads an `OK` / `ERR reason` answer.
+fn one_line_answer(s: &UnixStream) -> Result<(), String> {
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    match line.trim() {
+        "OK" => Ok(()),
+        "" => Err("the agent closed the connection without an answer".into()),
+        other => Err(other.trim_start_matches("ERR ").to_string()),
+    }
+}
+
 /// Runs `edge-gw report` or `edge-gw inbox` against the agent using
 /// `state_dir` (default: the agent's). Returns the exit status: 0 done,
 /// 4 inbox empty.
@@ -350,6 +465,22 @@ pub fn run_cli(
     let path = socket_path(&state_dir.unwrap_or_else(super::default_state_dir));
     match cmd {
         LocalCommand::Report(pairs) => client_report(&path, pairs).map(|()| 0),
+        LocalCommand::Answer { id, exit, text } => {
+            let output = match text {
+                Some(t) => t.clone().into_bytes(),
+                None => {
+                    let mut b = Vec::new();
+                    std::io::stdin()
+                        .lock()
+                        .take(MAX_ANSWER_READ as u64)
+                        .read_to_end(&mut b)
+                        .map_err(|e| format!("reading the answer from stdin: {e}"))?;
+                    b
+                }
+            };
+            client_answer(&path, *id, *exit, &output).map(|()| 0)
+        }
+        LocalCommand::Resolve { id, verdict } => client_resolve(&path, *id, verdict).map(|()| 0),
         LocalCommand::Inbox { wait } => loop {
             let taken = client_take(&path, |t| {
                 let mut out = std::io::stdout().lock();
@@ -359,6 +490,13 @@ pub fn run_cli(
             match taken {
                 Some(t) => {
                     log::info!("took push {} from {:?}", t.id, t.sender);
+                    if t.want_result {
+                        log::warn!(
+                            "push {} wants an answer: edge-gw inbox --answer {} [--exit N] [TEXT]",
+                            t.id,
+                            t.id
+                        );
+                    }
                     return Ok(0);
                 }
                 None if *wait => std::thread::sleep(Duration::from_millis(500)),

@@ -33,6 +33,7 @@ pub mod hook;
 pub mod identity;
 pub mod inbox;
 pub mod local;
+pub mod result_store;
 pub mod ring;
 pub mod settings;
 pub mod state;
@@ -49,6 +50,10 @@ pub const INBOX_MESSAGES: usize = 64;
 pub const INBOX_BYTES: usize = 256 << 10;
 /// Time a `--on-push` hook may take.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on a push result's output (agent setting
+/// `result_max_bytes`): enough for a screenful of command output, small
+/// next to a router's memory and the master's per-agent budget.
+pub const RESULT_MAX_BYTES: usize = 16 << 10;
 
 /// The default agent state directory: `$STATE_DIRECTORY` (systemd), else
 /// `/var/lib/edge-gw-agent` (on OpenWrt `/var` is RAM: nothing wears the
@@ -124,7 +129,21 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         interval.as_secs(),
         state_dir.display()
     );
-    let journal = delivery_journal::DeliveryJournal::open(Some(state_dir.join("delivered.ids")));
+    let mut journal =
+        delivery_journal::DeliveryJournal::open(Some(state_dir.join("delivered.ids")));
+    let results = result_store::ResultStore::open(Some(state_dir.join("results")));
+    // A result is stored before the delivery is journalled: an interrupted
+    // push with a result finished its hook, and is delivered.
+    let finished: Vec<u64> = journal
+        .interrupted()
+        .filter(|id| results.has(*id))
+        .collect();
+    for id in finished {
+        log::info!("push {id}: its hook finished before the agent stopped (result kept)");
+        if let Err(e) = journal.delivered_now(id) {
+            log::warn!("push {id}: cannot record its delivery ({e})");
+        }
+    }
     for id in journal.interrupted() {
         log::error!(
             "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `RESOLVE {id} delivered` or `RESOLVE {id} retry` on {}",
@@ -137,6 +156,8 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         journal,
         set.on_push.is_some(),
     );
+    shared.state.borrow_mut().results = results;
+    shared.state.borrow_mut().result_cap = set.result_max_bytes;
     let cfg = conn::ConnConfig {
         master: set.master.clone(),
         session,
@@ -163,6 +184,7 @@ async fn main(
         shared.clone(),
         set.on_push.clone(),
         set.hook_timeout,
+        set.result_max_bytes,
     ));
     let conn_task = ex.spawn(conn::run(cfg, shared.clone(), stop_rx));
     let signalled = stop_signal().await?;

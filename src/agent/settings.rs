@@ -44,6 +44,9 @@ pub struct AgentSettings {
     pub inbox_bytes: usize,
     /// Time a hook may take.
     pub hook_timeout: Duration,
+    /// Most bytes of a push result (the hook's stdout, then its stderr);
+    /// longer output is cut and marked truncated.
+    pub result_max_bytes: usize,
 }
 
 /// One value of the flat TOML subset.
@@ -167,6 +170,7 @@ impl AgentSettings {
             inbox_messages: super::INBOX_MESSAGES,
             inbox_bytes: super::INBOX_BYTES,
             hook_timeout: super::HOOK_TIMEOUT,
+            result_max_bytes: super::RESULT_MAX_BYTES,
         };
         if let Some(p) = &opts.config {
             s.apply_file(p)?;
@@ -246,6 +250,7 @@ impl AgentSettings {
                 "inbox_messages" => self.inbox_messages = range(&v, 1, 10_000)? as usize,
                 "inbox_bytes" => self.inbox_bytes = range(&v, 1024, 64 << 20)? as usize,
                 "hook_timeout" => self.hook_timeout = Duration::from_secs(range(&v, 1, 3600)?),
+                "result_max_bytes" => self.result_max_bytes = range(&v, 64, 1 << 20)? as usize,
                 other => return Err(at(n, &format!("unknown key {other:?}"))),
             }
         }

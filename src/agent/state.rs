@@ -11,6 +11,7 @@ use smol::channel::{Receiver, Sender};
 
 use super::delivery_journal::DeliveryJournal;
 use super::inbox::Inbox;
+use super::result_store::ResultStore;
 use super::ring::ReportRing;
 
 /// Most custom metrics held for the next report.
@@ -54,6 +55,13 @@ pub struct State {
     /// Push ids the consumer failed on: handed back to the session so a
     /// resend is delivered again.
     pub refused: VecDeque<u64>,
+    /// Push results the master has not confirmed (durable).
+    pub results: ResultStore,
+    /// Of those, the ones not yet sent on this session, oldest first.
+    pub results_unsent: VecDeque<u64>,
+    /// Most output bytes of a result (`result_max_bytes`), for answers
+    /// that come through the local socket.
+    pub result_cap: usize,
     /// Custom key/value metrics for the next report.
     pub custom: Vec<(String, String)>,
     /// A session is open.
@@ -91,6 +99,9 @@ impl Shared {
                 journal,
                 acked: VecDeque::new(),
                 refused: VecDeque::new(),
+                results: ResultStore::default(),
+                results_unsent: VecDeque::new(),
+                result_cap: super::RESULT_MAX_BYTES,
                 custom: Vec::new(),
                 connected: false,
                 clock_offset_ms: None,

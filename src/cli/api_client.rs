@@ -19,19 +19,7 @@ use crate::cli::options::{ClientCommand, ClientOptions};
 
 /// Runs one client command.
 pub fn run(opts: &ClientOptions, cmd: &ClientCommand) -> Result<(), String> {
-    let http = opts
-        .http
-        .clone()
-        .unwrap_or_else(|| crate::cli::options::DEFAULT_HTTP.to_string());
-    let token_file = opts.token_file.clone().unwrap_or_else(|| {
-        crate::master::state_dir::token_path(
-            &opts
-                .state_dir
-                .clone()
-                .unwrap_or_else(crate::master::settings::default_state_dir),
-        )
-    });
-    let token = read_token(&token_file)?;
+    let (http, token) = read_token_for(opts)?;
     let mut out = std::io::stdout().lock();
     let text = match cmd {
         ClientCommand::Status => {
@@ -43,7 +31,7 @@ pub fn run(opts: &ClientOptions, cmd: &ClientCommand) -> Result<(), String> {
             let agents = request(&http, &token, "GET", "/api/agents", None)?;
             serde_json::to_string_pretty(&agents).map_err(|e| e.to_string())? + "\n"
         }
-        ClientCommand::Push { to, text } => {
+        ClientCommand::Push { to, text, .. } => {
             let body = json!({ "to": to, "body": text, "sender": "cli" });
             let r = request(&http, &token, "POST", "/api/push", Some(&body))?;
             format!(
@@ -61,6 +49,24 @@ pub fn run(opts: &ClientOptions, cmd: &ClientCommand) -> Result<(), String> {
         }
     };
     out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The API address and token for `opts` (the token from `--token-file`,
+/// or the master's state directory).
+pub fn read_token_for(opts: &ClientOptions) -> Result<(String, String), String> {
+    let http = opts
+        .http
+        .clone()
+        .unwrap_or_else(|| crate::cli::options::DEFAULT_HTTP.to_string());
+    let token_file = opts.token_file.clone().unwrap_or_else(|| {
+        crate::master::state_dir::token_path(
+            &opts
+                .state_dir
+                .clone()
+                .unwrap_or_else(crate::master::settings::default_state_dir),
+        )
+    });
+    Ok((http, read_token(&token_file)?))
 }
 
 fn read_token(path: &PathBuf) -> Result<String, String> {

@@ -23,6 +23,8 @@ mod option_value;
 pub mod options;
 pub mod output;
 pub mod parse;
+#[cfg(feature = "master")]
+pub mod push_wait;
 pub mod roles;
 pub mod subcommands;
 

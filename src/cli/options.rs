@@ -158,6 +158,9 @@ pub enum ClientCommand {
         to: String,
         /// The message text.
         text: String,
+        /// `--wait DURATION`: ask for results and print them as they come,
+        /// for at most this long (exit status 5 when some are missing).
+        wait: Option<std::time::Duration>,
     },
 }
 
@@ -170,6 +173,24 @@ pub enum LocalCommand {
     Inbox {
         /// Wait for a message instead of exiting when the inbox is empty.
         wait: bool,
+    },
+    /// Answer a push taken with `inbox` that wants a result
+    /// (`inbox --answer ID [--exit N] [TEXT]`).
+    Answer {
+        /// Push id.
+        id: u64,
+        /// Exit status to report (default 0).
+        exit: i32,
+        /// The output; `None` reads it from stdin.
+        text: Option<String>,
+    },
+    /// The operator's verdict on a push whose hook a crash cut off
+    /// (`inbox --resolve ID delivered|retry`).
+    Resolve {
+        /// Push id.
+        id: u64,
+        /// `delivered` or `retry`.
+        verdict: String,
     },
 }
 

@@ -82,6 +82,14 @@ struct Seen {
     to: Option<String>,
     all: bool,
     wait: bool,
+    /// `push --wait DURATION`.
+    push_wait: Option<std::time::Duration>,
+    /// `inbox --answer ID`.
+    answer: Option<u64>,
+    /// `inbox --exit N` (with `--answer`).
+    exit: Option<i32>,
+    /// `inbox --resolve ID` (the verdict is the positional word).
+    resolve: Option<u64>,
     /// Positional words after the mode (push text, report pairs).
     values: Vec<String>,
 }
@@ -193,9 +201,33 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.note("--all", PUSH, true)?;
                 s.all = true;
             }
+            Long("wait") if s.mode.is_some_and(|m| m.0 == PUSH) => {
+                s.note("--wait", PUSH, false)?;
+                let value = text(&mut p, "--wait")?;
+                s.push_wait = Some(duration(&value).ok_or_else(|| {
+                    bad_value("--wait", &value, "expected seconds, e.g. 30, 30s, 2m or 1h")
+                })?);
+            }
             Long("wait") => {
                 s.note("--wait", INBOX, true)?;
                 s.wait = true;
+            }
+            Long("answer") => {
+                s.note("--answer", INBOX, false)?;
+                s.answer = Some(push_id(&mut p, "--answer")?);
+            }
+            Long("exit") => {
+                s.note("--exit", INBOX, false)?;
+                let value = text(&mut p, "--exit")?;
+                s.exit = Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad_value("--exit", &value, "expected an exit status"))?,
+                );
+            }
+            Long("resolve") => {
+                s.note("--resolve", INBOX, false)?;
+                s.resolve = Some(push_id(&mut p, "--resolve")?);
             }
             Long("listen") => {
                 s.note("--listen", MASTER, true)?;
@@ -291,6 +323,35 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
     finish(s)
 }
 
+/// A push id (a positive number, as the API gave it).
+fn push_id(p: &mut lexopt::Parser, name: &str) -> Result<u64, Usage> {
+    let value = text(p, name)?;
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad_value(name, &value, "expected a push id"))
+}
+
+/// A `--wait` duration: plain seconds or a number with `s`, `m` or `h`,
+/// at most a day (a wait longer than that is a mistake, not a plan).
+fn duration(v: &str) -> Option<std::time::Duration> {
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (1..=86_400)
+        .contains(&secs)
+        .then(|| std::time::Duration::from_secs(secs))
+}
+
 /// Checks the collected options against the mode and builds the action.
 fn finish(mut s: Seen) -> Result<Command, Usage> {
     let Some((mode, mode_name)) = s.mode else {
@@ -304,7 +365,8 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
             mode_names(modes)
         )));
     }
-    if !s.values.is_empty() && mode & (PUSH | REPORT) == 0 {
+    let inbox_words = mode == INBOX && (s.answer.is_some() || s.resolve.is_some());
+    if !s.values.is_empty() && mode & (PUSH | REPORT) == 0 && !inbox_words {
         return Err(Usage(format!(
             "unexpected argument '{}' for {mode_name}",
             s.values[0]
@@ -336,7 +398,14 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
             ));
         }
         let text = s.values.remove(0);
-        Action::Client(client, ClientCommand::Push { to, text })
+        Action::Client(
+            client,
+            ClientCommand::Push {
+                to,
+                text,
+                wait: s.push_wait,
+            },
+        )
     } else if mode == REPORT {
         if s.values.is_empty() {
             return Err(Usage("report needs at least one KEY=VALUE".into()));
@@ -346,7 +415,43 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
         }
         Action::Local(s.state_dir, LocalCommand::Report(s.values))
     } else if mode == INBOX {
-        Action::Local(s.state_dir, LocalCommand::Inbox { wait: s.wait })
+        let cmd = match (s.answer, s.resolve) {
+            (Some(_), Some(_)) => {
+                return Err(Usage(
+                    "inbox: --answer and --resolve cannot be combined".into(),
+                ));
+            }
+            (Some(id), None) => {
+                if s.values.len() > 1 {
+                    return Err(Usage(
+                        "inbox --answer takes the output as one argument (quote it), or reads stdin".into(),
+                    ));
+                }
+                LocalCommand::Answer {
+                    id,
+                    exit: s.exit.unwrap_or(0),
+                    text: s.values.pop(),
+                }
+            }
+            (None, Some(id)) => match s.values.as_slice() {
+                [v] if v == "delivered" || v == "retry" => LocalCommand::Resolve {
+                    id,
+                    verdict: v.clone(),
+                },
+                _ => {
+                    return Err(Usage(
+                        "inbox --resolve ID takes one word: delivered or retry".into(),
+                    ));
+                }
+            },
+            (None, None) => {
+                if s.exit.is_some() {
+                    return Err(Usage("inbox: --exit goes with --answer ID".into()));
+                }
+                LocalCommand::Inbox { wait: s.wait }
+            }
+        };
+        Action::Local(s.state_dir, cmd)
     } else if mode == MASTER {
         Action::Master(MasterOptions {
             // Any --listen replaces the default rather than adding to it.

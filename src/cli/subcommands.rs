@@ -21,6 +21,20 @@ use crate::keys::{self, KeygenOptions};
 /// `edge-gw status|agents|push`: one request to the master's HTTP API.
 #[cfg(feature = "master")]
 pub fn run_client(opts: ClientOptions, cmd: ClientCommand) -> ExitCode {
+    if let ClientCommand::Push {
+        to,
+        text,
+        wait: Some(wait),
+    } = &cmd
+    {
+        return match super::push_wait::run(&opts, to, text, *wait) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                say(format_args!("edge-gw: {e}"));
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     outcome(super::api_client::run(&opts, &cmd))
 }
 

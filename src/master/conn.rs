@@ -23,6 +23,8 @@ use smol::{Async, Timer};
 use super::Master;
 use super::budget::ConnCharge;
 use super::conn_handle::{Cmd, ConnHandle};
+use super::push_log::Answer;
+use super::registry::AnswerCheck;
 use crate::os::{self, OsEntropy};
 use crate::proto::decoder::MAX_FEED;
 use crate::proto::v2::CloseCode;
@@ -328,6 +330,7 @@ fn run_commands(
                 r
             }
             Cmd::Event(body) => session.send_event(&body),
+            Cmd::ResultStored(push_id) => session.confirm_result(push_id),
             Cmd::LegacyFanout(body) => match session.send_legacy_fanout(&body) {
                 // Too large for any frame: a drop with a reason, not a
                 // send failure of this connection.
@@ -384,6 +387,7 @@ fn drain_events(
     // Set when the registry refuses the join: what the session said after
     // it in this batch must not reach the registry.
     let mut refused = None;
+    let mut answered = Vec::new();
     {
         let mut reg = master.lock_registry();
         for e in events {
@@ -429,6 +433,7 @@ fn drain_events(
                         delivered.push((ack.id, uuid));
                     }
                 }
+                MasterEvent::PushAnswered(r) => answered.push(r),
                 MasterEvent::Closed(info) => *closed = Some(Box::new(info)),
             }
         }
@@ -440,5 +445,50 @@ fn drain_events(
     }
     if let Some(reason) = refused {
         session.refuse(CloseCode::AuthFailed, &reason);
+        return;
+    }
+    for r in answered {
+        store_answer(master, session, id, r, clock.unix_ms);
+    }
+}
+
+/// An agent's answer: checked by the registry, then queued for a synced
+/// `Answered` record (the confirmation comes back as `Cmd::ResultStored`
+/// once it is on disk), confirmed at once when already stored or refused.
+fn store_answer(
+    master: &Master,
+    session: &mut MasterSession,
+    id: u64,
+    r: crate::proto::v2::PushResult,
+    now_ms: u64,
+) {
+    let check = master.lock_registry().check_answer(id, &r);
+    match check {
+        AnswerCheck::Take(uuid) => {
+            let bytes = r.output.len();
+            let answer = Answer {
+                exit: r.exit,
+                output: r.output,
+                truncated: r.truncated,
+                at_unix_ms: r.at_unix_ms,
+                stored_unix_ms: now_ms,
+            };
+            if !master.record_answer(r.id, uuid, answer) {
+                let mut reg = master.lock_registry();
+                reg.answer_not_queued(r.id, uuid, bytes);
+                *reg.counters
+                    .push_results_refused
+                    .entry("queue_full")
+                    .or_default() += 1;
+            }
+        }
+        AnswerCheck::Storing => {}
+        AnswerCheck::Stored => {
+            let _ = session.confirm_result(r.id);
+        }
+        AnswerCheck::Refused(reason) => {
+            log::debug!("connection {id}: result of push {} refused: {reason}", r.id);
+            let _ = session.confirm_result(r.id);
+        }
     }
 }

@@ -40,6 +40,9 @@ pub enum Cmd {
     /// Forward a legacy report (v1 push subscriber): the fan-out bodies,
     /// each made once for all subscribers.
     LegacyFanout(Arc<LegacyFanout>),
+    /// Tell the agent its result for this push is stored in the push log
+    /// (`PushResultStored`), so it may forget it.
+    ResultStored(u64),
     /// Close the connection.
     Kick(CloseCode, String),
 }
@@ -158,6 +161,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: Vec::new(),
+            want_result: false,
         })
     }
 

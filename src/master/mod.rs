@@ -43,7 +43,7 @@ use budget::MemoryBudget;
 use http::{Admission, HttpCounters, Watchers};
 use push_log::{Committer, LogFile, LogStats};
 use push_router::OutboxRouter;
-use registry::{LegacyLimits, Registry};
+use registry::{AnswerLimits, LegacyLimits, Registry};
 use settings::Settings;
 
 /// Everything the master's tasks share.
@@ -114,6 +114,14 @@ fn outbox_limits(s: &Settings) -> OutboxLimits {
         max_bytes: s.outbox_bytes,
         max_in_flight: s.outbox_in_flight,
         resend_after: s.push_resend,
+    }
+}
+
+fn answer_limits(s: &Settings) -> AnswerLimits {
+    AnswerLimits {
+        keep: s.push_results_keep,
+        max_age_ms: u64::try_from(s.push_results_max_age.as_millis()).unwrap_or(u64::MAX),
+        agent_bytes: s.push_results_agent_bytes,
     }
 }
 
@@ -211,6 +219,14 @@ impl Master {
         }
     }
 
+    /// Queues an agent's answer (already checked by the registry) for a
+    /// synced record in the push log; its agent is confirmed once it is on
+    /// disk. `false` when the committer thread is behind or gone: the
+    /// answer stays with the agent, which sends it again later.
+    pub fn record_answer(&self, id: u64, uuid: Uuid, answer: push_log::Answer) -> bool {
+        self.push_log.record_answer(id, uuid, answer)
+    }
+
     /// Records acked deliveries in the push log. Never waits: the records
     /// go to the committer thread (which also compacts the log when it is
     /// mostly dead records), or are dropped and counted when it is behind
@@ -232,6 +248,21 @@ impl Master {
         group: &str,
         body: Vec<u8>,
     ) -> Result<u64, PushError> {
+        self.accept_push_wanting(targets, sender, group, body, false)
+            .await
+    }
+
+    /// [`accept_push`](Self::accept_push) for a push that may want its
+    /// consumers' results back (`want_result`): its targets are then
+    /// awaited in the push log and the registry until they answer.
+    pub async fn accept_push_wanting(
+        &self,
+        targets: &[Uuid],
+        sender: &str,
+        group: &str,
+        body: Vec<u8>,
+        want_result: bool,
+    ) -> Result<u64, PushError> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(PushError::ShuttingDown);
         }
@@ -245,6 +276,7 @@ impl Master {
             sender: sender.to_string(),
             group: group.to_string(),
             body,
+            want_result,
         };
         self.push_log.accept(push, targets.to_vec()).await
     }
@@ -364,6 +396,7 @@ impl Master {
             let mut reg = self.lock_registry();
             reg.limits = outbox_limits(&new);
             reg.legacy_limits = legacy_limits(&new);
+            reg.answer_limits = answer_limits(&new);
         }
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         Ok(())
@@ -413,6 +446,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
 
     let now = Instant::now();
     let mut registry = Registry::new(outbox_limits(&settings), now);
+    registry.answer_limits = answer_limits(&settings);
     for (push, targets) in &recovered.pending {
         for t in targets {
             registry.ensure_agent(*t);
@@ -420,6 +454,11 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         let clock = crate::os::now();
         registry.enqueue(push.clone(), targets, clock.mono, clock.unix_ms);
     }
+    // After the pending pushes: the log knows better who already answered.
+    for (id, targets) in &recovered.awaiting {
+        registry.await_answers(*id, targets);
+    }
+    registry.restore_answers(recovered.answers);
     if !recovered.pending.is_empty() {
         log::info!(
             "push log: {} undelivered pushes recovered",

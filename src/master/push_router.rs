@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::push_log::PushSink;
+use super::push_log::{Answer, KeptAnswers, PushSink};
 use super::registry::Registry;
 use crate::proto::Uuid;
 use crate::proto::v2::Push;
@@ -65,6 +65,19 @@ impl PushSink for OutboxRouter {
 
     fn live_pushes(&self) -> Vec<(Arc<Push>, Vec<Uuid>)> {
         self.lock().live_pushes()
+    }
+
+    fn answers_stored(&self, answers: Vec<(u64, Uuid, Answer)>) {
+        self.lock()
+            .answers_stored(answers, crate::os::now().unix_ms);
+    }
+
+    fn kept_answer_count(&self) -> usize {
+        self.lock().kept_answer_count()
+    }
+
+    fn kept_answers(&self) -> KeptAnswers {
+        self.lock().kept_answers()
     }
 }
 

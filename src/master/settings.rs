@@ -72,6 +72,15 @@ pub struct Settings {
     pub outbox_in_flight: usize,
     /// Resend an unacked push after this long.
     pub push_resend: Duration,
+    /// Most push results (one per agent and push) kept for the API; the
+    /// oldest are dropped from memory and compacted out of the push log.
+    pub push_results_keep: usize,
+    /// Push results older than this are dropped the same way (the push
+    /// log must not grow with every answer forever).
+    pub push_results_max_age: Duration,
+    /// Most result output bytes stored per agent: a misbehaving agent's
+    /// flood of large results is refused and counted past it.
+    pub push_results_agent_bytes: usize,
     /// Compress frames to agents when smaller.
     pub compress: bool,
     /// Worker threads.
@@ -130,6 +139,9 @@ struct File {
     outbox_bytes: Option<usize>,
     outbox_in_flight: Option<usize>,
     push_resend: Option<u32>,
+    push_results_keep: Option<usize>,
+    push_results_max_age: Option<u32>,
+    push_results_agent_bytes: Option<usize>,
     compress: Option<bool>,
     threads: Option<usize>,
     user: Option<String>,
@@ -233,6 +245,9 @@ impl Settings {
             outbox_bytes: file.outbox_bytes.unwrap_or(8 << 20),
             outbox_in_flight: file.outbox_in_flight.unwrap_or(32),
             push_resend: secs(file.push_resend.unwrap_or(30)),
+            push_results_keep: file.push_results_keep.unwrap_or(10_000),
+            push_results_max_age: secs(file.push_results_max_age.unwrap_or(7 * 24 * 3600)),
+            push_results_agent_bytes: file.push_results_agent_bytes.unwrap_or(1 << 20),
             compress: file.compress.unwrap_or(true),
             threads: opts.threads.or(file.threads).unwrap_or(2),
             user: opts.user.clone().or(file.user),
@@ -308,6 +323,24 @@ impl Settings {
         range("outbox_bytes", self.outbox_bytes as u64, 1024, 1 << 32)?;
         range("outbox_in_flight", self.outbox_in_flight as u64, 1, 4096)?;
         range("push_resend", self.push_resend.as_secs(), 1, 86_400)?;
+        range(
+            "push_results_keep",
+            self.push_results_keep as u64,
+            1,
+            1 << 20,
+        )?;
+        range(
+            "push_results_max_age",
+            self.push_results_max_age.as_secs(),
+            60,
+            365 * 86_400,
+        )?;
+        range(
+            "push_results_agent_bytes",
+            self.push_results_agent_bytes as u64,
+            1024,
+            1 << 30,
+        )?;
         range("threads", self.threads as u64, 1, 256)?;
         range("memory_budget", self.memory_budget as u64, 1 << 20, 1 << 40)?;
         range(

@@ -46,15 +46,16 @@ impl Version {
     fn max_type(self) -> u8 {
         match self {
             Version::V1 => 7,
-            Version::V2 => MsgType::Event as u8,
+            Version::V2 => MsgType::PushResultStored as u8,
         }
     }
 }
 
 /// Message type, the second byte of every frame.
 ///
-/// Numbers 1–7 mean the same in both versions (v1 names in brackets); 8–10
-/// exist only in version 2.
+/// Numbers 1–7 mean the same in both versions (v1 names in brackets); 8–12
+/// exist only in version 2
+/// (11–12 from minor 1 on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MsgType {
     /// Key exchange, first message (v1: key request).
@@ -77,6 +78,10 @@ pub enum MsgType {
     Close = 9,
     /// Another agent's report, forwarded to a subscriber (v2).
     Event = 10,
+    /// A push consumer's answer, agent → master (v2, minor ≥ 1).
+    PushResult = 11,
+    /// The master stored a push result, master → agent (v2, minor ≥ 1).
+    PushResultStored = 12,
 }
 
 impl MsgType {
@@ -96,6 +101,8 @@ impl MsgType {
             8 => MsgType::PushAck,
             9 => MsgType::Close,
             10 => MsgType::Event,
+            11 => MsgType::PushResult,
+            12 => MsgType::PushResultStored,
             _ => return None,
         })
     }
@@ -118,11 +125,13 @@ impl MsgType {
             MsgType::PushAck => "push_ack",
             MsgType::Close => "close",
             MsgType::Event => "event",
+            MsgType::PushResult => "push_result",
+            MsgType::PushResultStored => "push_result_stored",
         }
     }
 
     /// Every type, in wire order (for metric tables).
-    pub const ALL: [MsgType; 10] = [
+    pub const ALL: [MsgType; 12] = [
         MsgType::Hello,
         MsgType::Welcome,
         MsgType::Heartbeat,
@@ -133,6 +142,8 @@ impl MsgType {
         MsgType::PushAck,
         MsgType::Close,
         MsgType::Event,
+        MsgType::PushResult,
+        MsgType::PushResultStored,
     ];
 }
 

@@ -18,6 +18,25 @@
 //!   explain why it hangs up. A frame with a wire version the receiver does
 //!   not know is answered with a plain v2 `Close` naming the versions it
 //!   speaks ([`CloseCode::UnsupportedVersion`]).
+//!
+//! # Minor 1: pushes that answer
+//! - [`Push`] gains a trailing `want_result` byte, written only when true,
+//!   so a push that wants no result is byte for byte what minor 0 sent and
+//!   a minor-0 agent reads either (it ignores the trailing byte and simply
+//!   acks). A master sets it only toward agents whose Hello says minor ≥ 1.
+//! - Two new types: [`PushResult`] (11, agent → master: the consumer's exit
+//!   status and output, sent after the ack and resent after every
+//!   reconnect until confirmed) and [`PushResultStored`] (12, master →
+//!   agent: the result is durable in the push log, the agent may forget
+//!   it). An agent sends a `PushResult` only to a master whose Welcome says
+//!   minor ≥ 1 (a minor-0 master would close on the unknown type), and a
+//!   master sends `PushResultStored` only in answer to one.
+//! - `Push` itself keeps its minor-0 serde layout because the push log
+//!   nests it in its records: `want_result` is skipped by serde and written
+//!   by [`Message::to_body`] / read by [`Message::decode`] as the trailing
+//!   byte of the message body. A later minor that appends a field after
+//!   it must then always write that byte (0 or 1), so the byte stays at a
+//!   fixed place once anything follows it.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +44,10 @@ use super::error::FrameError;
 use super::header::MsgType;
 
 /// Minor protocol revision of this build, exchanged in Hello/Welcome.
-pub const PROTO_MINOR: u16 = 0;
+pub const PROTO_MINOR: u16 = 1;
+/// First minor that knows [`Push::want_result`], [`PushResult`] and
+/// [`PushResultStored`]: peers below it never see them.
+pub const MINOR_PUSH_RESULTS: u16 = 1;
 /// Longest text field a decoder accepts in a name (group, interface, ...).
 pub const MAX_NAME: usize = 64;
 
@@ -264,6 +286,40 @@ pub struct Push {
     pub group: String,
     /// Payload, opaque bytes.
     pub body: Vec<u8>,
+    /// The operator wants the consumer's answer back as a [`PushResult`].
+    /// Not part of the serde layout (the push log nests `Push`): it is the
+    /// message body's trailing byte, see the module docs.
+    #[serde(skip)]
+    pub want_result: bool,
+}
+
+/// The local consumer's answer to a push that wanted one (agent → master,
+/// minor ≥ 1). Sent after the [`PushAck`], kept by the agent until a
+/// [`PushResultStored`] names it, so it survives reconnects and restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// The push id.
+    pub id: u64,
+    /// The consumer's exit status (a hook's, or what `edge-gw inbox
+    /// --answer` was given); -1 when the hook was killed by a signal.
+    pub exit: i32,
+    /// Stdout, then stderr after a marker line, capped at the agent's
+    /// `result_max_bytes`.
+    pub output: Vec<u8>,
+    /// Output was longer than the cap and was cut.
+    pub truncated: bool,
+    /// When the consumer finished, agent wall clock, Unix ms (0 unknown).
+    pub at_unix_ms: u64,
+}
+
+/// The master stored a [`PushResult`] durably (master → agent, minor ≥ 1):
+/// the agent may drop its copy. Also sent for a result the master refused
+/// (unknown push, over the per-agent bound), so a hostile or confused
+/// agent does not resend it forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResultStored {
+    /// The push id.
+    pub id: u64,
 }
 
 /// How a push ended at the agent.
@@ -450,6 +506,10 @@ pub enum Message {
     Close(Close),
     /// Type 10.
     Event(Event),
+    /// Type 11 (minor ≥ 1).
+    PushResult(PushResult),
+    /// Type 12 (minor ≥ 1).
+    PushResultStored(PushResultStored),
 }
 
 impl Message {
@@ -466,6 +526,8 @@ impl Message {
             Message::PushAck(_) => MsgType::PushAck,
             Message::Close(_) => MsgType::Close,
             Message::Event(_) => MsgType::Event,
+            Message::PushResult(_) => MsgType::PushResult,
+            Message::PushResultStored(_) => MsgType::PushResultStored,
         }
     }
 
@@ -477,11 +539,19 @@ impl Message {
             Message::Heartbeat(m) => postcard::to_allocvec(m),
             Message::HeartbeatAck(m) => postcard::to_allocvec(m),
             Message::Subscribe(m) => postcard::to_allocvec(m),
-            Message::Push(m) => postcard::to_allocvec(m),
+            Message::Push(m) => postcard::to_allocvec(m).map(|mut b| {
+                // The trailing byte only when set: minor-0 bytes unchanged.
+                if m.want_result {
+                    b.push(1);
+                }
+                b
+            }),
             Message::Report(m) => postcard::to_allocvec(m),
             Message::PushAck(m) => postcard::to_allocvec(m),
             Message::Close(m) => postcard::to_allocvec(m),
             Message::Event(m) => postcard::to_allocvec(m),
+            Message::PushResult(m) => postcard::to_allocvec(m),
+            Message::PushResultStored(m) => postcard::to_allocvec(m),
         };
         // ok: serialising these plain structs into a Vec cannot fail; an
         // empty body would be rejected by the peer as malformed anyway.
@@ -496,13 +566,28 @@ impl Message {
             MsgType::Heartbeat => Message::Heartbeat(decode(t, body)?),
             MsgType::HeartbeatAck => Message::HeartbeatAck(decode(t, body)?),
             MsgType::Subscribe => Message::Subscribe(decode(t, body)?),
-            MsgType::Push => Message::Push(decode(t, body)?),
+            MsgType::Push => Message::Push(decode_push(body)?),
             MsgType::Report => Message::Report(decode(t, body)?),
             MsgType::PushAck => Message::PushAck(decode(t, body)?),
             MsgType::Close => Message::Close(decode(t, body)?),
             MsgType::Event => Message::Event(decode(t, body)?),
+            MsgType::PushResult => Message::PushResult(decode(t, body)?),
+            MsgType::PushResultStored => Message::PushResultStored(decode(t, body)?),
         })
     }
+}
+
+/// A [`Push`] body: the minor-0 fields, then the optional `want_result`
+/// byte (absent from a minor-0 master; anything after it is a newer
+/// peer's and ignored).
+fn decode_push(body: &[u8]) -> Result<Push, FrameError> {
+    let (mut p, rest): (Push, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| FrameError::BadBody {
+            msg_type: MsgType::Push.name(),
+            reason: e.to_string(),
+        })?;
+    p.want_result = rest.first() == Some(&1);
+    Ok(p)
 }
 
 /// Decodes one struct, ignoring trailing bytes (fields a newer peer added).
@@ -594,6 +679,14 @@ mod tests {
                 sender: "api".into(),
                 group: String::new(),
                 body: vec![0, 1, 2, 255],
+                want_result: false,
+            }),
+            Message::Push(Push {
+                id: 5,
+                sender: "api".into(),
+                group: "lab".into(),
+                body: b"uptime".to_vec(),
+                want_result: true,
             }),
             Message::Report(report.clone()),
             Message::PushAck(PushAck {
@@ -604,6 +697,14 @@ mod tests {
                 code: CloseCode::Other(999),
                 reason: "bye".into(),
             }),
+            Message::PushResult(PushResult {
+                id: 5,
+                exit: -1,
+                output: b"up 3 days\n".to_vec(),
+                truncated: true,
+                at_unix_ms: 1_700_000_000_000,
+            }),
+            Message::PushResultStored(PushResultStored { id: 5 }),
             Message::Event(Event {
                 agent: b"dev".to_vec(),
                 group: "g".into(),
@@ -635,6 +736,13 @@ mod tests {
     fn trailing_fields_from_a_newer_peer_are_ignored() {
         for m in samples() {
             let mut b = m.to_body();
+            // A newer peer that appends after `want_result` always writes
+            // that byte (see the module docs).
+            if let Message::Push(p) = &m
+                && !p.want_result
+            {
+                b.push(0);
+            }
             b.extend_from_slice(&[1, 2, 3, 4]);
             assert_eq!(Message::decode(m.msg_type(), &b).unwrap(), m);
         }
@@ -687,6 +795,10 @@ mod tests {
     #[test]
     fn truncated_bodies_are_errors_with_the_type_named() {
         for m in samples() {
+            if matches!(&m, Message::Push(p) if p.want_result) {
+                // Without its optional last byte it is a valid minor-0 push.
+                continue;
+            }
             let b = m.to_body();
             let e = Message::decode(m.msg_type(), &b[..b.len() - 1]);
             if let Err(FrameError::BadBody { msg_type, .. }) = e {
@@ -709,6 +821,29 @@ mod tests {
         for n in 0..=12u16 {
             assert_eq!(CloseCode::from_u16(n).to_u16(), n);
         }
+    }
+
+    /// A push that wants no result is the minor-0 encoding; one that wants
+    /// a result only adds a trailing byte, which a minor-0 decoder skips.
+    #[test]
+    fn want_result_is_one_trailing_byte() {
+        let mut p = Push {
+            id: 7,
+            sender: "api".into(),
+            group: String::new(),
+            body: b"x".to_vec(),
+            want_result: false,
+        };
+        let plain = Message::Push(p.clone()).to_body();
+        assert_eq!(plain, postcard::to_allocvec(&p).unwrap());
+        p.want_result = true;
+        let wants = Message::Push(p.clone()).to_body();
+        assert_eq!(wants.len(), plain.len() + 1);
+        assert_eq!(&wants[..plain.len()], &plain[..]);
+        // A minor-0 reader (plain serde decode) sees the same push.
+        let old: Push = decode(MsgType::Push, &wants).unwrap();
+        assert!(!old.want_result);
+        assert_eq!(old.id, 7);
     }
 
     #[test]

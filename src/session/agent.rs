@@ -103,6 +103,9 @@ pub enum AgentEvent {
     Push(v2::Push),
     /// Another agent's report (subscriber role).
     Event(v2::Event),
+    /// The master stored the result of push `id` durably (minor ≥ 1): the
+    /// shell may forget its copy and stop resending it.
+    PushResultStored(u64),
     /// A legacy type-6 body (v1): pushed data or a fanned-out report.
     LegacyData(Vec<u8>),
     /// The session is over; no more events follow.
@@ -165,6 +168,9 @@ pub struct AgentSession {
     pending: VecDeque<u64>,
     counters: AgentCounters,
     traffic: Traffic,
+    /// The master's [`v2::PROTO_MINOR`] from its Welcome (0 until then and
+    /// for v1): results go only to masters that know them.
+    master_minor: u16,
 }
 
 impl AgentSession {
@@ -192,6 +198,7 @@ impl AgentSession {
             pending: VecDeque::new(),
             counters: AgentCounters::default(),
             traffic: Traffic::default(),
+            master_minor: 0,
             cfg,
         };
         s.open(now, entropy);
@@ -443,6 +450,25 @@ impl AgentSession {
         }))
     }
 
+    /// Whether the master knows push results (its Welcome said minor ≥ 1):
+    /// an older master would close on the unknown message type, so the
+    /// shell keeps results for a newer master instead.
+    pub fn master_takes_results(&self) -> bool {
+        matches!(self.state, State::Open(_)) && self.master_minor >= v2::MINOR_PUSH_RESULTS
+    }
+
+    /// Sends the local consumer's answer to a push that wanted one. The
+    /// shell keeps `result` until [`AgentEvent::PushResultStored`] names
+    /// it and sends it again after a reconnect; the master stores a repeat
+    /// once. [`SendError::NotOpen`] as well when the master is too old to
+    /// take results ([`master_takes_results`](Self::master_takes_results)).
+    pub fn send_push_result(&mut self, result: &v2::PushResult) -> Result<(), SendError> {
+        if !self.master_takes_results() {
+            return Err(SendError::NotOpen);
+        }
+        self.send_v2(&Message::PushResult(result.clone()))
+    }
+
     /// The local consumer could not take push `id` (inbox full, hook
     /// failed): no ack, so the master keeps it and resends it later.
     pub fn refuse_push(&mut self, id: u64) {
@@ -529,6 +555,7 @@ impl AgentSession {
             Err(e) => return self.bad_frame(e),
         };
         self.state = State::Open(transport);
+        self.master_minor = w.minor;
         self.live.heard(now.mono);
         if w.heartbeat_ms > 0 {
             self.keepalive = Keepalive {
@@ -562,6 +589,9 @@ impl AgentSession {
             }
             Message::Push(p) => self.push(p),
             Message::Event(e) => self.events.push_back(AgentEvent::Event(e)),
+            Message::PushResultStored(r) => {
+                self.events.push_back(AgentEvent::PushResultStored(r.id))
+            }
             Message::Close(c) => {
                 self.finish(c.code, format!("master closed: {}", c.reason), true, None)
             }

@@ -191,6 +191,11 @@ pub enum MasterEvent {
         /// What kind of session it was.
         who: Unauthenticated,
     },
+    /// An agent answered a push that wanted a result (minor ≥ 1). The
+    /// shell stores it durably, then calls
+    /// [`MasterSession::confirm_result`]; nothing here checks that the
+    /// push wanted a result or went to this agent (the registry does).
+    PushAnswered(v2::PushResult),
     /// The connection is over; no more events follow.
     Closed(CloseInfo),
 }
@@ -455,9 +460,24 @@ impl MasterSession {
         self.close(code, reason);
     }
 
-    /// Sends a push to a joined v2 agent.
+    /// Sends a push to a joined v2 agent. `want_result` is cleared toward
+    /// an agent older than [`v2::MINOR_PUSH_RESULTS`]: it acks as before
+    /// and the push shows as delivered without an answer.
     pub fn send_push(&mut self, push: &v2::Push) -> Result<(), SendError> {
-        self.send_v2(&Message::Push(push.clone()))
+        let mut push = push.clone();
+        push.want_result &= self.peer_minor() >= v2::MINOR_PUSH_RESULTS;
+        self.send_v2(&Message::Push(push))
+    }
+
+    /// Tells the agent its result for push `id` is stored (or refused for
+    /// good), so it stops resending it. Only ever an answer to a
+    /// [`MasterEvent::PushAnswered`], so only minor ≥ 1 agents get it.
+    pub fn confirm_result(&mut self, id: u64) -> Result<(), SendError> {
+        self.send_v2(&Message::PushResultStored(v2::PushResultStored { id }))
+    }
+
+    fn peer_minor(&self) -> u16 {
+        self.peer.as_ref().map_or(0, |p| p.minor)
     }
 
     /// Sends another agent's report to a v2 subscriber.
@@ -834,6 +854,7 @@ impl MasterSession {
             Message::Report(r) => self.events.push_back(MasterEvent::Report(Box::new(r))),
             Message::Subscribe(s) => self.events.push_back(MasterEvent::Subscribed(s.scope)),
             Message::PushAck(a) => self.events.push_back(MasterEvent::PushAcked(a)),
+            Message::PushResult(r) => self.events.push_back(MasterEvent::PushAnswered(r)),
             Message::Close(c) => self.finish(CloseInfo {
                 code: c.code,
                 reason: format!("peer closed: {}", clip(&c.reason, 256)),

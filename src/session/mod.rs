@@ -219,9 +219,9 @@ pub struct CloseInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Frames received, by message type number (index 0: unknown).
-    pub frames_in: [u32; 11],
+    pub frames_in: [u32; 13],
     /// Frames queued for sending, by message type number.
-    pub frames_out: [u32; 11],
+    pub frames_out: [u32; 13],
     /// Bytes received (whole frames).
     pub bytes_in: u32,
     /// Bytes queued for sending.
@@ -234,14 +234,14 @@ pub struct Traffic {
 impl Traffic {
     /// Counts a received frame.
     pub fn count_in(&mut self, msg_type: u8, len: usize) {
-        let i = usize::from(msg_type).min(10);
+        let i = usize::from(msg_type).min(12);
         self.frames_in[i] = self.frames_in[i].wrapping_add(1);
         self.bytes_in = self.bytes_in.wrapping_add(len as u32);
     }
 
     /// Counts a frame queued for sending (its type is byte 1).
     pub fn count_out(&mut self, frame: &[u8]) {
-        let i = usize::from(frame.get(1).copied().unwrap_or(0)).min(10);
+        let i = usize::from(frame.get(1).copied().unwrap_or(0)).min(12);
         self.frames_out[i] = self.frames_out[i].wrapping_add(1);
         self.bytes_out = self.bytes_out.wrapping_add(frame.len() as u32);
     }

@@ -184,6 +184,7 @@ mod tests {
             sender: "t".into(),
             group: String::new(),
             body: vec![b'x'; len],
+            want_result: false,
         })
     }
 

@@ -424,6 +424,7 @@ fn push(id: u64) -> Arc<v2::Push> {
         sender: "api".into(),
         group: String::new(),
         body: format!("message {id}").into_bytes(),
+        want_result: false,
     })
 }
 
@@ -909,4 +910,129 @@ fn a_failed_random_source_closes_instead_of_handshaking() {
     let hello = n.agent.poll_transmit().unwrap();
     n.master.handle_input(&hello, n.now, &n.keys, &mut Broken);
     assert!(n.master.is_closed());
+}
+
+/// A push that wants a result: the agent sees `want_result`, acks, sends
+/// the result; the master reports it and confirms; the agent learns it is
+/// stored. A result sent again on a new session (the agent restarted
+/// before the confirmation) is reported again: storing it once is the
+/// master shell's job, keyed by push id and agent.
+#[test]
+fn push_result_round_trip_and_resend_after_reconnect() {
+    let mut n = Net::connected();
+    let p = v2::Push {
+        want_result: true,
+        ..(*push(9)).clone()
+    };
+    n.master.send_push(&p).unwrap();
+    n.pump();
+    let seen: Vec<bool> = n
+        .agent_events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Push(p) => Some(p.want_result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, [true]);
+    assert!(n.agent.master_takes_results());
+    let result = v2::PushResult {
+        id: 9,
+        exit: 3,
+        output: b"hello\n".to_vec(),
+        truncated: false,
+        at_unix_ms: 0,
+    };
+    n.agent.ack_push(9).unwrap();
+    n.agent.send_push_result(&result).unwrap();
+    n.pump();
+    let answered: Vec<&v2::PushResult> = n
+        .master_events
+        .iter()
+        .filter_map(|e| match e {
+            MasterEvent::PushAnswered(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [&result]);
+    // Time passes before the confirmation: heartbeats keep both alive.
+    n.advance(Duration::from_secs(25));
+    n.master.confirm_result(9).unwrap();
+    n.pump();
+    assert!(n.agent_events.contains(&AgentEvent::PushResultStored(9)));
+    assert!(n.agent_closed().is_none() && n.master_closed().is_none());
+
+    // A new session pair: the same result again reaches the master.
+    let mut n = Net::connected();
+    n.agent.send_push_result(&result).unwrap();
+    n.pump();
+    assert!(
+        n.master_events
+            .contains(&MasterEvent::PushAnswered(result.clone()))
+    );
+}
+
+/// Before the Welcome (or on v1) there is no master that takes results:
+/// the shell keeps them instead of sending.
+#[test]
+fn push_result_waits_for_a_master_that_takes_it() {
+    let mut a = AgentSession::new(agent_cfg(), RecentIds::new(4), now(), &mut Seq(1));
+    assert!(!a.master_takes_results());
+    let r = v2::PushResult {
+        id: 1,
+        exit: 0,
+        output: Vec::new(),
+        truncated: false,
+        at_unix_ms: 0,
+    };
+    assert_eq!(
+        a.send_push_result(&r),
+        Err(super::agent::SendError::NotOpen)
+    );
+}
+
+/// A minor-0 agent (plaintext here, to write its Hello by hand) gets a
+/// push that wants a result as the minor-0 bytes: the master drops the
+/// trailing `want_result` byte for it.
+#[test]
+fn a_minor_0_agent_gets_no_want_result_byte() {
+    let mut m = master_cfg();
+    m.allow_plaintext = true;
+    let now = now();
+    let mut master = MasterSession::new(Arc::new(m), now);
+    let hello = Message::Hello(v2::Hello {
+        minor: 0,
+        role: Role::Agent,
+        group: String::new(),
+        software: "old".into(),
+        interval_ms: 1000,
+        inbox: None,
+    });
+    let e = Encode {
+        version: Version::V2,
+        msg_type: MsgType::Hello,
+        uuid: uuid(),
+        compress: Compress::Never,
+        v1_cipher_flag: false,
+        max_frame: 1 << 20,
+    };
+    let frame = encode(&e, &hello.to_body(), None).unwrap();
+    master.handle_input(&frame, now, &OneKey(uuid(), PSK), &mut Seq(1));
+    assert!(matches!(master.poll_event(), Some(MasterEvent::Joined(_))));
+    while master.poll_transmit().is_some() {}
+    let p = v2::Push {
+        want_result: true,
+        ..(*push(4)).clone()
+    };
+    master.send_push(&p).unwrap();
+    let mut d = FrameDecoder::new(1 << 20);
+    d.feed(&master.poll_transmit().unwrap()).unwrap();
+    let f = d.next_frame().unwrap().unwrap();
+    let body = crate::proto::frame::open_body(f, None, 1 << 20).unwrap();
+    let minor0 = Message::Push(v2::Push {
+        want_result: false,
+        ..p
+    })
+    .to_body();
+    assert_eq!(body, minor0);
 }

@@ -19,7 +19,7 @@ use super::counters::{Refusal, Timeout};
 use super::json_views::agent_json;
 use super::reply::Reply;
 use super::request::Request;
-use crate::master::registry::{Delivery, inbox_fit};
+use crate::master::registry::inbox_fit;
 use crate::master::{Master, PushError};
 use crate::proto::Uuid;
 use crate::proto::v2;
@@ -55,15 +55,8 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
                 return Reply::error(400, "push id must be a number");
             };
             let reg = m.lock_registry();
-            match reg.push_status(id) {
-                Some(st) => Reply::json(
-                    200,
-                    &json!({
-                        "id": st.id,
-                        "accepted_unix_ms": st.unix_ms,
-                        "targets": st.targets.iter().map(|(u, d)| target_json(u, *d)).collect::<Vec<_>>(),
-                    }),
-                ),
+            match super::push_view::push_json(&reg, id) {
+                Some(view) => Reply::json(200, &view),
                 None => Reply::error(
                     404,
                     &format!("no push {id} (unknown, or delivered long ago)"),
@@ -76,24 +69,6 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
         }
         _ => Reply::error(404, "no such API path"),
     }
-}
-
-/// One target of a push status: its state, and why when it is final
-/// without delivery.
-fn target_json(u: &Uuid, d: Delivery) -> Value {
-    let state = match d {
-        Delivery::Queued => "queued",
-        Delivery::Delivered => "delivered",
-        Delivery::Cancelled => "cancelled",
-        Delivery::Undeliverable { inbox_bytes } => {
-            return json!({
-                "uuid": u.to_string(),
-                "state": "undeliverable",
-                "reason": format!("push body larger than the agent's push inbox ({inbox_bytes} bytes)"),
-            });
-        }
-    };
-    json!({ "uuid": u.to_string(), "state": state })
 }
 
 fn kick(m: &Master, r: &Request, uuid: &str) -> Reply {
@@ -147,6 +122,7 @@ async fn push(m: &Master, r: &Request) -> Reply {
         return Reply::error(400, "empty group name in \"to\": use \"group:NAME\"");
     }
     let sender = v.get("sender").and_then(Value::as_str).unwrap_or("api");
+    let want_result = v.get("want_result").and_then(Value::as_bool) == Some(true);
     let mut targets = m.lock_registry().resolve(to);
     // A device with its own key that has not connected yet can be pushed
     // to: the push waits for its first session.
@@ -171,7 +147,10 @@ async fn push(m: &Master, r: &Request) -> Reply {
     }
     targets.retain(|u| !too_small.iter().any(|t| t.uuid == *u));
     let group = to.strip_prefix("group:").unwrap_or("");
-    match m.accept_push(&targets, sender, group, body).await {
+    match m
+        .accept_push_wanting(&targets, sender, group, body, want_result)
+        .await
+    {
         Ok(id) if !too_small.is_empty() => {
             m.lock_registry().mark_undeliverable(id, &too_small);
             Reply::json(
@@ -203,7 +182,7 @@ fn status(m: &Master) -> Value {
     let reg = m.lock_registry();
     let c = &reg.counters;
     let names = crate::proto::MsgType::ALL;
-    let by_type = |a: &[u64; 11]| {
+    let by_type = |a: &[u64; 13]| {
         let mut o = serde_json::Map::new();
         for t in names {
             o.insert(t.name().into(), json!(a[usize::from(t.as_u8())]));
@@ -233,6 +212,8 @@ fn status(m: &Master) -> Value {
             "delivered": c.pushes_delivered,
             "queued": queued,
             "refused": c.pushes_refused,
+            "results_stored": c.push_results_stored,
+            "results_refused": c.push_results_refused,
             "log_bytes": st.bytes,
             "log_records": st.records,
             "log_compactions": st.compactions,

@@ -140,6 +140,10 @@ fn sse(e: &FleetEvent, reg: &Registry) -> String {
             "push_delivered",
             serde_json::json!({ "id": id, "uuid": u.to_string() }),
         ),
+        FleetEvent::PushAnswered(id, u, exit) => (
+            "push_answered",
+            serde_json::json!({ "id": id, "uuid": u.to_string(), "exit": exit }),
+        ),
     };
     format!("event: {kind}\ndata: {data}\n\n")
 }

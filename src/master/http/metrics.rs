@@ -162,6 +162,24 @@ pub fn render(m: &Master) -> String {
         "Push deliveries acknowledged by agents.",
         c.pushes_delivered,
     );
+    o.one(
+        "edge_gw_push_results_stored_total",
+        "counter",
+        "Push results stored in the push log.",
+        c.push_results_stored,
+    );
+    o.head(
+        "edge_gw_push_results_refused_total",
+        "counter",
+        "Push results refused (not awaited, over the agent's byte budget, queue full).",
+    );
+    for reason in ["not_awaited", "agent_bytes", "not_an_agent", "queue_full"] {
+        o.val(
+            "edge_gw_push_results_refused_total",
+            &format!("reason=\"{reason}\""),
+            c.push_results_refused.get(reason).copied().unwrap_or(0),
+        );
+    }
     let queued: usize = reg.agents().map(|a| a.outbox.len()).sum();
     o.one(
         "edge_gw_push_queue_messages",

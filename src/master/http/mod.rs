@@ -39,6 +39,7 @@ pub mod dashboard;
 pub mod events;
 pub mod json_views;
 pub mod metrics;
+pub mod push_view;
 pub mod reply;
 pub mod request;
 pub mod routes;

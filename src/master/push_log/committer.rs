@@ -42,6 +42,7 @@ use smol::channel::{self, Receiver, Sender, TrySendError};
 use smol::future::FutureExt;
 
 use super::file::{COMPACT_MIN_BYTES, LogFile};
+use super::record::Answer;
 use super::sink::PushSink;
 use crate::master::PushError;
 use crate::proto::{Uuid, v2};
@@ -52,6 +53,9 @@ pub const MAX_BATCH: usize = 256;
 pub const PUSH_QUEUE: usize = 512;
 /// Delivery records queued for the committer thread before they are dropped.
 pub const DELIVERY_QUEUE: usize = 16_384;
+/// Answers queued for the committer thread before the next is refused
+/// (unconfirmed: its agent sends it again on its next connection).
+pub const ANSWER_QUEUE: usize = 1024;
 /// Most delivery records written per round, so pushes are not kept
 /// waiting behind a long run of them.
 const MAX_DELIVERY_BATCH: usize = 4096;
@@ -118,6 +122,7 @@ struct Shared {
 pub struct Committer {
     pushes: Sender<PushReq>,
     deliveries: Sender<(u64, Uuid)>,
+    answers: Sender<(u64, Uuid, Answer)>,
     shared: Arc<Shared>,
     deliveries_dropped: AtomicUsize,
     last_drop_log: Mutex<Option<Instant>>,
@@ -133,6 +138,7 @@ pub(crate) struct Worker {
     sink: Box<dyn PushSink>,
     pushes: Receiver<PushReq>,
     deliveries: Receiver<(u64, Uuid)>,
+    answers: Receiver<(u64, Uuid, Answer)>,
     shared: Arc<Shared>,
 }
 
@@ -140,7 +146,9 @@ pub(crate) struct Worker {
 enum Wake {
     Push(PushReq),
     Delivery((u64, Uuid)),
+    Answer((u64, Uuid, Answer)),
     DeliveriesClosed,
+    AnswersClosed,
     PushesClosed,
 }
 
@@ -190,6 +198,7 @@ impl Committer {
     ) -> (Committer, Worker) {
         let (push_tx, push_rx) = channel::bounded(PUSH_QUEUE);
         let (del_tx, del_rx) = channel::bounded(DELIVERY_QUEUE);
+        let (ans_tx, ans_rx) = channel::bounded(ANSWER_QUEUE);
         let shared = Arc::new(Shared {
             stats: Mutex::new(LogStats::of(&log)),
             pending: AtomicUsize::new(0),
@@ -197,6 +206,7 @@ impl Committer {
         let handle = Committer {
             pushes: push_tx,
             deliveries: del_tx,
+            answers: ans_tx,
             shared: shared.clone(),
             deliveries_dropped: AtomicUsize::new(0),
             last_drop_log: Mutex::new(None),
@@ -209,6 +219,7 @@ impl Committer {
             sink,
             pushes: push_rx,
             deliveries: del_rx,
+            answers: ans_rx,
             shared,
         };
         (handle, worker)
@@ -270,6 +281,15 @@ impl Committer {
         }
     }
 
+    /// Queues an agent's answer to push `id` for a synced `Answered`
+    /// record, without waiting; once synced the sink is told
+    /// ([`PushSink::answers_stored`]) and confirms it to the agent. `false`
+    /// when the queue is full or the thread stopped: the answer is not
+    /// confirmed, so the agent keeps it and sends it again later.
+    pub fn record_answer(&self, id: u64, uuid: Uuid, answer: Answer) -> bool {
+        self.answers.try_send((id, uuid, answer)).is_ok()
+    }
+
     fn dropped_delivery(&self, closed: bool) {
         let n = self.deliveries_dropped.fetch_add(1, Ordering::Relaxed) + 1;
         // Rare by design; contended or recent means someone just logged.
@@ -313,6 +333,7 @@ impl Committer {
         // and empty, and by then no delivery can arrive behind its last
         // look at the delivery queue.
         self.deliveries.close();
+        self.answers.close();
         self.pushes.close();
         let thread = lock(&self.thread).take();
         if let Some(t) = thread {
@@ -329,16 +350,20 @@ impl Committer {
 impl Worker {
     fn run(mut self) {
         let mut deliveries_open = true;
+        let mut answers_open = true;
         loop {
             // futures-lite's block_on only parks this thread; smol's would
             // also drive the I/O reactor from here, taking agents' socket
             // events onto the committer thread.
-            let wake = smol::future::block_on(self.next(deliveries_open));
+            let wake = smol::future::block_on(self.next(deliveries_open, answers_open));
             let mut reqs = Vec::new();
             let mut dels = Vec::new();
+            let mut answers = Vec::new();
             let mut stop = false;
             match wake {
                 Wake::Push(r) => reqs.push(r),
+                Wake::Answer(a) => answers.push(a),
+                Wake::AnswersClosed => answers_open = false,
                 Wake::Delivery(d) => {
                     dels.push(d);
                     if let Some(r) = smol::future::block_on(self.push_within(DELIVERY_LINGER)) {
@@ -370,6 +395,13 @@ impl Worker {
                 }
                 dels.clear();
             }
+            while answers.len() < MAX_BATCH {
+                let Ok(a) = self.answers.try_recv() else {
+                    break;
+                };
+                answers.push(a);
+            }
+            self.store_answers(answers);
             self.commit(reqs);
             self.maybe_compact();
             self.publish();
@@ -383,24 +415,51 @@ impl Worker {
         self.publish();
     }
 
-    /// Waits for a push or a delivery record, pushes first.
-    async fn next(&self, deliveries_open: bool) -> Wake {
+    /// Waits for a push, a delivery record or an answer, pushes first.
+    async fn next(&self, deliveries_open: bool, answers_open: bool) -> Wake {
         let push = async {
             match self.pushes.recv().await {
                 Ok(r) => Wake::Push(r),
                 Err(_) => Wake::PushesClosed,
             }
         };
-        if !deliveries_open {
-            return push.await;
-        }
         let delivery = async {
+            if !deliveries_open {
+                return std::future::pending().await;
+            }
             match self.deliveries.recv().await {
                 Ok(d) => Wake::Delivery(d),
                 Err(_) => Wake::DeliveriesClosed,
             }
         };
-        push.or(delivery).await
+        let answer = async {
+            if !answers_open {
+                return std::future::pending().await;
+            }
+            match self.answers.recv().await {
+                Ok(a) => Wake::Answer(a),
+                Err(_) => Wake::AnswersClosed,
+            }
+        };
+        push.or(delivery).or(answer).await
+    }
+
+    /// Writes answers with one sync, then hands them to the sink, which
+    /// shows them and confirms them to their agents: an agent forgets a
+    /// result only once it is on disk here. On a write error nothing is
+    /// confirmed and the agents send them again on their next connection.
+    fn store_answers(&mut self, answers: Vec<(u64, Uuid, Answer)>) {
+        if answers.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log.answered_batch(&answers) {
+            log::error!(
+                "push log: cannot write or sync {} push results: {e}; their agents will send them again",
+                answers.len()
+            );
+            return;
+        }
+        self.sink.answers_stored(answers);
     }
 
     /// A push arriving within `linger`, if any (none at once if the queue
@@ -516,12 +575,13 @@ impl Worker {
         if self.log.bytes() <= COMPACT_MIN_BYTES {
             return;
         }
-        let live = self.sink.live_count();
+        let live = self.sink.live_count() + self.sink.kept_answer_count();
         if !self.log.should_compact(live) {
             return;
         }
         let live = self.sink.live_pushes();
-        match self.log.compact(&live, self.next_id) {
+        let kept = self.sink.kept_answers();
+        match self.log.compact_keeping(&live, self.next_id, &kept) {
             Ok(()) => log::info!(
                 "push log compacted: {} live pushes, {} bytes",
                 live.len(),
@@ -546,6 +606,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.pushes.close();
         self.deliveries.close();
+        self.answers.close();
         while let Ok(r) = self.pushes.try_recv() {
             self.answer(
                 &r.reply,
@@ -602,6 +663,16 @@ mod tests {
 
         fn live_pushes(&self) -> Vec<(Arc<v2::Push>, Vec<Uuid>)> {
             Vec::new()
+        }
+
+        fn answers_stored(&self, _: Vec<(u64, Uuid, crate::master::push_log::Answer)>) {}
+
+        fn kept_answer_count(&self) -> usize {
+            0
+        }
+
+        fn kept_answers(&self) -> crate::master::push_log::KeptAnswers {
+            crate::master::push_log::KeptAnswers::default()
         }
     }
 

@@ -35,7 +35,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{MAGIC, Record, encode_record, encode_record_into, read_record, uuid_of};
+use super::record::{
+    Answer, MAGIC, Record, encode_record, encode_record_into, read_record, uuid_of,
+};
 use crate::proto::Uuid;
 use crate::proto::v2::Push;
 
@@ -55,6 +57,19 @@ pub struct Recovered {
     pub pending: Vec<(Arc<Push>, Vec<Uuid>)>,
     /// Bytes cut off a torn tail (0 for a clean log).
     pub truncated: u64,
+    /// Pushes that want results, with the agents that have not answered.
+    pub awaiting: Vec<(u64, Vec<Uuid>)>,
+    /// Stored answers (push id, agent, answer), in log order.
+    pub answers: Vec<(u64, Uuid, Answer)>,
+}
+
+/// What a compacted log keeps of push results besides the live pushes.
+#[derive(Debug, Default)]
+pub struct KeptAnswers {
+    /// Pushes still waiting for answers, with the agents not answered.
+    pub awaiting: Vec<(u64, Vec<Uuid>)>,
+    /// Answers not yet past `push_results_keep` / `push_results_max_age`.
+    pub answers: Vec<(u64, Uuid, Answer)>,
 }
 
 /// The open `pushes.log`, positioned at its end, with the figures the
@@ -104,6 +119,8 @@ impl LogFile {
         // Replay: accepted pushes minus deliveries, in id order.
         let mut pending: std::collections::BTreeMap<u64, (Arc<Push>, Vec<Uuid>)> =
             std::collections::BTreeMap::new();
+        let mut awaiting: std::collections::BTreeMap<u64, Vec<Uuid>> =
+            std::collections::BTreeMap::new();
         let mut pos = MAGIC.len();
         let mut records = 0u64;
         while pos < data.len() {
@@ -128,8 +145,29 @@ impl LogFile {
                     }
                 }
                 Record::NextId(n) => rec.next_id = rec.next_id.max(n),
+                Record::Awaiting { id, targets } => {
+                    awaiting.insert(id, targets.iter().filter_map(|t| uuid_of(t)).collect());
+                }
+                Record::Answered { id, uuid, answer } => {
+                    if let Some(u) = uuid_of(&uuid) {
+                        if let Some(w) = awaiting.get_mut(&id) {
+                            w.retain(|t| *t != u);
+                        }
+                        // A repeat (stored twice around a crash) replaces.
+                        rec.answers.retain(|(i, a, _)| !(*i == id && *a == u));
+                        rec.answers.push((id, u, answer));
+                    }
+                }
             }
         }
+        // `want_result` is not in the Accepted record (see record.rs).
+        for (id, (push, _)) in pending.iter_mut() {
+            if awaiting.contains_key(id) {
+                Arc::make_mut(push).want_result = true;
+            }
+        }
+        awaiting.retain(|_, w| !w.is_empty());
+        rec.awaiting = awaiting.into_iter().collect();
         if pos < data.len() {
             rec.truncated = (data.len() - pos) as u64;
             log::warn!(
@@ -239,9 +277,17 @@ impl LogFile {
         &mut self,
         pushes: impl IntoIterator<Item = (&'a Push, &'a [Uuid])>,
     ) -> io::Result<()> {
-        let records = pushes.into_iter().map(|(push, targets)| Record::Accepted {
-            push: push.clone(),
-            targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
+        let records = pushes.into_iter().flat_map(|(push, targets)| {
+            let targets: Vec<Vec<u8>> = targets.iter().map(|u| u.trimmed().to_vec()).collect();
+            let awaiting = push.want_result.then(|| Record::Awaiting {
+                id: push.id,
+                targets: targets.clone(),
+            });
+            std::iter::once(Record::Accepted {
+                push: push.clone(),
+                targets,
+            })
+            .chain(awaiting)
         });
         self.append_all(records, true)
     }
@@ -260,6 +306,17 @@ impl LogFile {
         self.append_all(records, false)
     }
 
+    /// Persists answers with one `fdatasync`; returns once they are on
+    /// disk, so the agents may then be told to forget them.
+    pub fn answered_batch(&mut self, answers: &[(u64, Uuid, Answer)]) -> io::Result<()> {
+        let records = answers.iter().map(|(id, uuid, answer)| Record::Answered {
+            id: *id,
+            uuid: uuid.trimmed().to_vec(),
+            answer: answer.clone(),
+        });
+        self.append_all(records, true)
+    }
+
     /// Flushes everything to disk (shutdown).
     pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
@@ -272,8 +329,21 @@ impl LogFile {
         self.bytes > COMPACT_MIN_BYTES && (live as u64) * 4 < self.records
     }
 
-    /// Rewrites the log with only `live` pushes (and the next id).
+    /// Rewrites the log with only `live` pushes (and the next id), for a
+    /// master that keeps no results.
     pub fn compact(&mut self, live: &[(Arc<Push>, Vec<Uuid>)], next_id: u64) -> io::Result<()> {
+        self.compact_keeping(live, next_id, &KeptAnswers::default())
+    }
+
+    /// Rewrites the log with only `live` pushes, the next id, and the
+    /// answers still kept and awaited (`push_results_keep`,
+    /// `push_results_max_age` decide which, in the registry).
+    pub fn compact_keeping(
+        &mut self,
+        live: &[(Arc<Push>, Vec<Uuid>)],
+        next_id: u64,
+        kept: &KeptAnswers,
+    ) -> io::Result<()> {
         let tmp = self.path.with_extension("log.tmp");
         let mut f = OpenOptions::new()
             .write(true)
@@ -292,6 +362,24 @@ impl LogFile {
                 push: (**push).clone(),
                 targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
             })?;
+            f.write_all(&r)?;
+            bytes += r.len() as u64;
+            records += 1;
+        }
+        let awaiting = kept.awaiting.iter().map(|(id, targets)| Record::Awaiting {
+            id: *id,
+            targets: targets.iter().map(|u| u.trimmed().to_vec()).collect(),
+        });
+        let answers = kept
+            .answers
+            .iter()
+            .map(|(id, uuid, answer)| Record::Answered {
+                id: *id,
+                uuid: uuid.trimmed().to_vec(),
+                answer: answer.clone(),
+            });
+        for record in awaiting.chain(answers) {
+            let r = encode_record(&record)?;
             f.write_all(&r)?;
             bytes += r.len() as u64;
             records += 1;
@@ -330,6 +418,7 @@ mod tests {
             sender: "api".into(),
             group: String::new(),
             body: format!("body {id}").into_bytes(),
+            want_result: false,
         }
     }
 
@@ -427,6 +516,46 @@ mod tests {
         let got: Vec<(u64, Vec<Uuid>)> =
             rec.pending.iter().map(|(p, t)| (p.id, t.clone())).collect();
         assert_eq!(got, [(2, vec![b]), (3, vec![a, b])]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn answers_and_awaited_targets_replay_and_survive_compaction() {
+        let d = tmpdir("answers");
+        let a = Uuid::from_text("a").unwrap();
+        let b = Uuid::from_text("b").unwrap();
+        let ans = Answer {
+            exit: 3,
+            output: b"hello\n".to_vec(),
+            truncated: false,
+            at_unix_ms: 1,
+            stored_unix_ms: 2,
+        };
+        let wanting = Push {
+            want_result: true,
+            ..push(1)
+        };
+        {
+            let (mut s, _) = LogFile::open(&d).unwrap();
+            s.accepted(&wanting, &[a, b]).unwrap();
+            s.delivered(1, &a).unwrap();
+            s.answered_batch(&[(1, a, ans.clone())]).unwrap();
+        }
+        let (mut s, rec) = LogFile::open(&d).unwrap();
+        assert_eq!(rec.answers, vec![(1, a, ans.clone())]);
+        assert_eq!(rec.awaiting, vec![(1, vec![b])]);
+        // The pending push still wants its result (not in its record).
+        assert!(rec.pending[0].0.want_result);
+        let kept = KeptAnswers {
+            awaiting: rec.awaiting.clone(),
+            answers: rec.answers.clone(),
+        };
+        s.compact_keeping(&rec.pending, rec.next_id, &kept).unwrap();
+        drop(s);
+        let (_, again) = LogFile::open(&d).unwrap();
+        assert_eq!(again.answers, rec.answers);
+        assert_eq!(again.awaiting, rec.awaiting);
+        assert!(again.pending[0].0.want_result);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -25,6 +25,6 @@ pub(crate) mod test_support;
 #[cfg(test)]
 pub(crate) use committer::Worker;
 pub use committer::{Committer, DELIVERY_QUEUE, LogStats, MAX_BATCH, PUSH_QUEUE};
-pub use file::{COMPACT_MIN_BYTES, LogFile, Recovered};
-pub use record::{MAX_RECORD, Record};
+pub use file::{COMPACT_MIN_BYTES, KeptAnswers, LogFile, Recovered};
+pub use record::{Answer, MAX_RECORD, Record};
 pub use sink::PushSink;

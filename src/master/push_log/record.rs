@@ -8,6 +8,14 @@
 //!
 //! Kept apart from the file handling so the format can be read in one
 //! place: changing anything here changes what older logs replay as.
+//!
+//! New record kinds are appended to [`Record`] only (postcard numbers
+//! variants in order), so every older log replays unchanged. The reverse
+//! does not hold: a master built before `Awaiting`/`Answered` existed
+//! reads the first such record as a torn tail and cuts the log there,
+//! losing what follows. Downgrading a master whose log holds push results
+//! therefore needs the log emptied of them first (let the pushes be
+//! delivered and the answers age out, or move `pushes.log` aside).
 
 use std::io;
 
@@ -41,6 +49,45 @@ pub enum Record {
     },
     /// Ids below this were used (kept across compaction).
     NextId(u64),
+    /// Push `id` wants its consumers' results from these agents (written
+    /// in the same synced batch as its `Accepted` record, and again by
+    /// compaction for agents that have not answered yet): after a restart
+    /// the master still knows whose answer to take.
+    Awaiting {
+        /// Push id.
+        id: u64,
+        /// Agents whose answer is still wanted (trailing NULs trimmed).
+        targets: Vec<Vec<u8>>,
+    },
+    /// One agent's answer to push `id`, synced before the agent is told
+    /// it is stored.
+    Answered {
+        /// Push id.
+        id: u64,
+        /// The agent.
+        uuid: Vec<u8>,
+        /// What it answered.
+        answer: Answer,
+    },
+}
+
+/// A consumer's answer as the push log keeps it. Its own struct, not
+/// [`crate::proto::v2::PushResult`]: the log format is frozen like a
+/// nested wire struct, and the wire message may grow trailing fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Exit status (-1: killed by a signal).
+    pub exit: i32,
+    /// Output as the agent sent it (already capped there, and bounded
+    /// again by the master's per-agent byte budget).
+    pub output: Vec<u8>,
+    /// The agent cut the output at its cap.
+    pub truncated: bool,
+    /// When the consumer finished, agent wall clock, Unix ms (0 unknown).
+    pub at_unix_ms: u64,
+    /// When the master stored it, Unix ms: what `push_results_max_age`
+    /// counts from.
+    pub stored_unix_ms: u64,
 }
 
 /// The uuid a record names (stored with its trailing NULs trimmed), or

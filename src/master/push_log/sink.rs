@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use super::file::KeptAnswers;
+use super::record::Answer;
 use crate::proto::Uuid;
 use crate::proto::v2::Push;
 use crate::session::Clock;
@@ -47,4 +49,15 @@ pub trait PushSink: Send + 'static {
     /// order: what a compacted log must keep. Only called when compaction
     /// is due.
     fn live_pushes(&self) -> Vec<(Arc<Push>, Vec<Uuid>)>;
+
+    /// Takes answers whose `Answered` records are synced: shows them (API,
+    /// events) and confirms each to its agent's connection.
+    fn answers_stored(&self, answers: Vec<(u64, Uuid, Answer)>);
+
+    /// Answers and awaited answers still kept, in O(1): part of the
+    /// compaction check.
+    fn kept_answer_count(&self) -> usize;
+
+    /// What a compacted log must keep of push results.
+    fn kept_answers(&self) -> KeptAnswers;
 }

@@ -24,5 +24,6 @@ pub(crate) fn push(body: &[u8]) -> v2::Push {
         sender: "test".into(),
         group: String::new(),
         body: body.to_vec(),
+        want_result: false,
     }
 }

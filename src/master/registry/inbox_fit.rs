@@ -153,6 +153,7 @@ mod tests {
             sender: String::new(),
             group: "g".into(),
             body: vec![0; 101],
+            want_result: false,
         };
         r.enqueue(Arc::new(p), &rest, t, 0);
         r.mark_undeliverable(9, &want);
@@ -178,6 +179,7 @@ mod tests {
                 sender: String::new(),
                 group: String::new(),
                 body: vec![0; len],
+                want_result: false,
             };
             r.enqueue(Arc::new(p), &[u], t, 0);
         }

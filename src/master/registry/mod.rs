@@ -29,6 +29,7 @@ use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod answers;
 pub mod identity;
 pub mod inbox_fit;
 pub mod legacy_memory;
@@ -36,6 +37,7 @@ pub mod oversize_fanout;
 pub mod pushes;
 pub mod reports;
 
+pub use answers::{AnswerCheck, AnswerLimits};
 pub use identity::IdentityRefused;
 pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
@@ -177,9 +179,9 @@ pub struct Counters {
     /// Frame errors by kind.
     pub frame_errors: BTreeMap<&'static str, u64>,
     /// Frames in by type number.
-    pub frames_in: [u64; 11],
+    pub frames_in: [u64; 13],
     /// Frames out by type number.
-    pub frames_out: [u64; 11],
+    pub frames_out: [u64; 13],
     /// Bytes in.
     pub bytes_in: u64,
     /// Bytes out.
@@ -210,6 +212,11 @@ pub struct Counters {
     pub identity_refused: BTreeMap<&'static str, u64>,
     /// Offline legacy agents forgotten after the retention time.
     pub legacy_forgotten: u64,
+    /// Push results stored (synced to the push log).
+    pub push_results_stored: u64,
+    /// Push results refused, by reason (`not_awaited`, `agent_bytes`,
+    /// `not_an_agent`, `queue_full`).
+    pub push_results_refused: BTreeMap<&'static str, u64>,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -223,6 +230,8 @@ pub enum FleetEvent {
     Health(Uuid, Point),
     /// A push was delivered to an agent.
     PushDelivered(u64, Uuid),
+    /// An agent's answer to a push is stored: push id, agent, exit status.
+    PushAnswered(u64, Uuid, i32),
 }
 
 /// The fleet.
@@ -239,6 +248,10 @@ pub struct Registry {
     legacy_subscribers: Vec<ConnId>,
     /// Statuses of the pushes accepted this run.
     pushes: pushes::PushTable,
+    /// Push results awaited and stored.
+    answers: answers::AnswerTable,
+    /// Bounds on push results.
+    pub answer_limits: answers::AnswerLimits,
     /// Global counters.
     pub counters: Counters,
     /// Outbox bounds.
@@ -265,6 +278,8 @@ impl Registry {
             subscribers: Vec::new(),
             legacy_subscribers: Vec::new(),
             pushes: pushes::PushTable::default(),
+            answers: answers::AnswerTable::default(),
+            answer_limits: answers::AnswerLimits::default(),
             counters: Counters::default(),
             limits,
             legacy_limits: LegacyLimits::default(),
@@ -404,7 +419,7 @@ impl Registry {
     /// Adds a session's traffic to the agent's and global counters.
     pub fn traffic(&mut self, id: ConnId, t: &Traffic, mono: Instant, unix_ms: u64) {
         let c = &mut self.counters;
-        for i in 0..11 {
+        for i in 0..13 {
             c.frames_in[i] += u64::from(t.frames_in[i]);
             c.frames_out[i] += u64::from(t.frames_out[i]);
         }

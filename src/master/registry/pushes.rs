@@ -222,6 +222,10 @@ impl Registry {
             }
         }
         self.counters.pushes_accepted += 1;
+        if push.want_result {
+            let queued: Vec<Uuid> = status.iter().map(|t| t.0).collect();
+            self.await_answers(push.id, &queued);
+        }
         self.pushes.insert(PushStatus {
             id: push.id,
             unix_ms,
@@ -343,6 +347,7 @@ mod tests {
             sender: "api".into(),
             group: "x".into(),
             body: b"hi".to_vec(),
+            want_result: false,
         });
         assert!(r.enqueue(p, &targets, t, 0).is_empty());
         // Handed to both online targets at once, with the resend time.
@@ -384,6 +389,7 @@ mod tests {
                 sender: String::new(),
                 group: String::new(),
                 body: vec![],
+                want_result: false,
             };
             r.enqueue(Arc::new(p), &[u], t, 0);
         }
@@ -432,6 +438,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: vec![],
+            want_result: false,
         });
         r.enqueue(p, &[u], t, 0);
         assert_eq!(
@@ -457,6 +464,7 @@ mod tests {
             sender: String::new(),
             group: String::new(),
             body: vec![0; 4],
+            want_result: false,
         });
         r.enqueue(p, &[u], t, 0);
         assert_eq!(r.check_room_with(&[u], 2, |_| (1, 2)), Ok(()));
@@ -493,6 +501,7 @@ mod tests {
                 sender: String::new(),
                 group: String::new(),
                 body: vec![1],
+                want_result: false,
             })
         };
         r.enqueue(push(1), &both, t, 0);
