@@ -31,6 +31,7 @@ pub mod conn;
 pub mod conn_handle;
 pub mod http;
 pub mod listener;
+pub mod pid_file;
 pub mod push_log;
 pub mod push_router;
 pub mod registry;
@@ -367,6 +368,8 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         agent_listeners.push(Async::new(l).map_err(|e| e.to_string())?);
     }
     let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
+    // After binding, so only a master that runs leaves a PID file.
+    let _pid_file = pid_file::PidFile::write(&settings.state_dir)?;
 
     let now = Instant::now();
     let mut registry = Registry::new(outbox_limits(&settings), now);
