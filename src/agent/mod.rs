@@ -55,6 +55,7 @@ pub fn default_state_dir() -> PathBuf {
 /// Runs the agent until SIGTERM/SIGINT; SIGHUP reloads (see [`reload`]).
 pub fn run(opts: AgentOptions) -> Result<(), String> {
     let run = Resolved::load(&opts)?;
+    crate::cli::logging::config_level(run.set.log_level);
     if run.wire == crate::proto::Version::V2 && run.psk.is_none() {
         log::warn!("no --key-file: asking for a plaintext session (the master must allow it)");
     }
@@ -205,8 +206,9 @@ fn reload_on_sighup(opts: &AgentOptions, run: &Resolved) -> Option<Next> {
     for name in &changes.restart_only {
         log::warn!("SIGHUP: {name} changes only on restart; keeping the running value");
     }
-    if !changes.reports.is_empty() {
-        log::info!("SIGHUP: applied {}", changes.reports.join(", "));
+    if !changes.in_place.is_empty() {
+        crate::cli::logging::config_level(new.set.log_level);
+        log::info!("SIGHUP: applied {}", changes.in_place.join(", "));
     }
     let reconnect = !changes.session.is_empty();
     if reconnect {
@@ -218,7 +220,7 @@ fn reload_on_sighup(opts: &AgentOptions, run: &Resolved) -> Option<Next> {
     Some(Next {
         run: Changes::applied(run, new),
         reconnect,
-        retime: reconnect || !changes.reports.is_empty(),
+        retime: reconnect || changes.in_place.contains(&"mounts"),
     })
 }
 

@@ -4,11 +4,11 @@
 //! SIGHUP to "reload" things (the master's keyring, for one). The agent
 //! answers by resolving its config file and key file again and sorting
 //! the differences into three kinds: those the session carries (a new
-//! session is needed, so it reconnects), those only the report timer uses
-//! (applied in place, the session stays up), and those fixed at start
-//! (ring and inbox sizes, the state directory, the hook: logged and kept,
-//! because changing them would lose buffered reports or undelivered
-//! pushes). Nothing changed means no reconnect at all.
+//! session is needed, so it reconnects), those applied in place (the
+//! mounts the report timer reads, the log level; the session stays up),
+//! and those fixed at start (ring and inbox sizes, the state directory,
+//! the hook: logged and kept, because changing them would lose buffered
+//! reports or undelivered pushes). Nothing changed means no reconnect at all.
 
 use super::resolved::Resolved;
 
@@ -18,8 +18,9 @@ pub struct Changes {
     /// Carried by the session (the master, the uuid, group, key, wire,
     /// and the interval told to the master): reconnect.
     pub session: Vec<&'static str>,
-    /// Used only by the report timer: applied in place.
-    pub reports: Vec<&'static str>,
+    /// Applied in place, the session stays up: mounts (the report timer)
+    /// and log_level (the logger).
+    pub in_place: Vec<&'static str>,
     /// Fixed at start: kept at the running value until a restart.
     pub restart_only: Vec<&'static str>,
 }
@@ -42,7 +43,10 @@ impl Changes {
             }
         }
         if o.mounts != n.mounts {
-            c.reports.push("mounts");
+            c.in_place.push("mounts");
+        }
+        if o.log_level != n.log_level {
+            c.in_place.push("log_level");
         }
         for (name, changed) in [
             ("state_dir", o.state_dir != n.state_dir),
@@ -65,7 +69,7 @@ impl Changes {
 
     /// Whether the reload changed nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.session.is_empty() && self.reports.is_empty() && self.restart_only.is_empty()
+        self.session.is_empty() && self.in_place.is_empty() && self.restart_only.is_empty()
     }
 
     /// What to run with after the reload: `new`, except the settings
@@ -113,7 +117,7 @@ mod tests {
         b.set.report_ring = 7;
         let c = Changes::between(&a, &b);
         assert_eq!(c.session, ["group"]);
-        assert_eq!(c.reports, ["mounts"]);
+        assert_eq!(c.in_place, ["mounts"]);
         assert_eq!(c.restart_only, ["report_ring"]);
         let run = Changes::applied(&a, b);
         assert_eq!(run.set.report_ring, a.set.report_ring, "kept until restart");

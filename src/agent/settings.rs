@@ -44,6 +44,9 @@ pub struct AgentSettings {
     pub inbox_bytes: usize,
     /// Time a hook may take.
     pub hook_timeout: Duration,
+    /// `log_level` from the config file: the level when neither the
+    /// command line nor `$EDGE_GW_LOG` sets one (changes on SIGHUP).
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// One value of the flat TOML subset.
@@ -167,6 +170,7 @@ impl AgentSettings {
             inbox_messages: super::INBOX_MESSAGES,
             inbox_bytes: super::INBOX_BYTES,
             hook_timeout: super::HOOK_TIMEOUT,
+            log_level: None,
         };
         if let Some(p) = &opts.config {
             s.apply_file(p)?;
@@ -246,6 +250,15 @@ impl AgentSettings {
                 "inbox_messages" => self.inbox_messages = range(&v, 1, 10_000)? as usize,
                 "inbox_bytes" => self.inbox_bytes = range(&v, 1024, 64 << 20)? as usize,
                 "hook_timeout" => self.hook_timeout = Duration::from_secs(range(&v, 1, 3600)?),
+                "log_level" => {
+                    let name = text(&v)?;
+                    self.log_level = Some(crate::logger::parse_level(&name).ok_or_else(|| {
+                        at(
+                            n,
+                            "log_level must be error, warn, info, debug, trace or off",
+                        )
+                    })?);
+                }
                 other => return Err(at(n, &format!("unknown key {other:?}"))),
             }
         }
@@ -288,7 +301,7 @@ mod tests {
         let f = dir.join("agent.toml");
         std::fs::write(
             &f,
-            "interval = 30\ngroup = \"lab\"\nmounts = [\"/\", \"/tmp\"]\nreport_ring = 100\nwire = \"v1\"\n",
+            "interval = 30\ngroup = \"lab\"\nmounts = [\"/\", \"/tmp\"]\nreport_ring = 100\nwire = \"v1\"\nlog_level = \"debug\"\n",
         )
         .unwrap();
         let opts = AgentOptions {
@@ -303,6 +316,7 @@ mod tests {
         assert_eq!(s.mounts, ["/", "/tmp"]);
         assert_eq!(s.report_ring, 100);
         assert_eq!(s.wire, WireVersion::V1);
+        assert_eq!(s.log_level, Some(log::LevelFilter::Debug));
         std::fs::write(&f, "intervall = 30\n").unwrap();
         let e = AgentSettings::load(&opts).unwrap_err();
         assert!(e.contains(":1: unknown key \"intervall\""), "{e}");

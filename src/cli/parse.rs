@@ -16,6 +16,7 @@ use super::options::{
     MasterOptions, WireVersion,
 };
 use crate::keys::{self, KeyTarget, KeygenOptions};
+use crate::log_sink::LogTarget;
 use crate::logger;
 
 /// Mode bits, so each option can say which modes it belongs to.
@@ -57,6 +58,7 @@ struct Seen {
     options: Vec<(&'static str, u8)>,
     level: Option<LevelFilter>,
     verbosity: i32,
+    log_to: Option<LogTarget>,
     master_addr: String,
     listen: Vec<String>,
     http: Option<String>,
@@ -157,6 +159,14 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                     )
                 })?;
                 s.level = Some(level);
+            }
+            Long("log") => {
+                s.note("--log", ANY_MODE, false)?;
+                let value = text(&mut p, "--log")?;
+                s.log_to = Some(
+                    LogTarget::from_name(&value)
+                        .ok_or_else(|| bad_value("--log", &value, "expected stderr or syslog"))?,
+                );
             }
             Long("master") => s.set_mode(MASTER, "--master")?,
             Long("agent") => {
@@ -399,6 +409,7 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
     Ok(Command::Run {
         level: s.level,
         verbosity: s.verbosity,
+        log_to: s.log_to,
         action,
     })
 }
@@ -433,6 +444,7 @@ mod tests {
             action: Action::Master(opts),
             level,
             verbosity,
+            log_to,
         }) = parse_args(&[
             "--listen=[::]:9503",
             "--master",
@@ -446,6 +458,8 @@ mod tests {
             "-vv",
             "--log-level",
             "warn",
+            "--log",
+            "syslog",
         ])
         else {
             panic!("not a master command");
@@ -455,6 +469,7 @@ mod tests {
         assert_eq!(opts.heartbeat_secs, Some(5));
         assert_eq!(opts.keyring, Some(PathBuf::from("/k")));
         assert_eq!((level, verbosity), (Some(LevelFilter::Warn), 2));
+        assert_eq!(log_to, Some(LogTarget::Syslog));
     }
 
     #[test]
@@ -518,6 +533,7 @@ mod tests {
         assert!(usage_error(&["--agent", "h:0"]).contains("must not be 0"));
         assert!(usage_error(&["--agent"]).contains("missing argument"));
         assert!(usage_error(&["--master", "--log-level", "loud"]).contains("--log-level"));
+        assert!(usage_error(&["--agent", "m:1", "--log", "file"]).contains("--log"));
         assert!(usage_error(&["--master", "--state-dir", ""]).contains("--state-dir"));
         assert!(usage_error(&["--agent", "h:1", "--group", " "]).contains("--group"));
     }

@@ -323,6 +323,7 @@ impl Master {
         *self.session_cfg.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(session_config(&new));
         self.lock_registry().limits = outbox_limits(&new);
+        crate::cli::logging::config_level(new.log_level);
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         Ok(())
     }
@@ -344,6 +345,7 @@ pub enum PushError {
 /// Runs the master until SIGTERM/SIGINT.
 pub fn run(opts: MasterOptions) -> Result<(), String> {
     let settings = Settings::load(&opts)?;
+    crate::cli::logging::config_level(settings.log_level);
     listener::raise_fd_limit();
     // The master compresses on a fixed set of threads all day.
     crate::proto::compress::keep_compressor_per_thread();

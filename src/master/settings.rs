@@ -65,6 +65,10 @@ pub struct Settings {
     pub keyring_revoke_all: bool,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
+    /// `log_level` from the config file: the level when neither the
+    /// command line nor `$EDGE_GW_LOG` sets one, so a service's level can
+    /// live with its other settings and change on SIGHUP.
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// The config file: every key optional, names as the long flags with `-`
@@ -95,6 +99,7 @@ struct File {
     threads: Option<usize>,
     user: Option<String>,
     keyring_revoke_all: Option<bool>,
+    log_level: Option<String>,
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -181,6 +186,12 @@ impl Settings {
             user: opts.user.clone().or(file.user),
             keyring_revoke_all: file.keyring_revoke_all.unwrap_or(false),
             config_file: opts.config.clone(),
+            log_level: match &file.log_level {
+                Some(name) => Some(crate::logger::parse_level(name).ok_or_else(|| {
+                    format!("log_level = {name:?}: expected error, warn, info, debug, trace or off")
+                })?),
+                None => None,
+            },
         };
         s.check()?;
         Ok(s)
