@@ -349,19 +349,21 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     listener::raise_fd_limit();
     // The master compresses on a fixed set of threads all day.
     crate::proto::compress::keep_compressor_per_thread();
-    let init = state_dir::prepare(&settings)?;
-    let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
-    let (log, recovered) =
-        LogFile::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
 
-    // Bind first (privileged ports), then drop privileges while this is
-    // still the only thread, then hand the sockets to the reactor.
+    // Bind first: a master that cannot have its ports must fail before it
+    // writes keys and a token nobody will use, and privileged ports need
+    // root. Then prepare the state dir, drop privileges while this is
+    // still the only thread, and hand the sockets to the reactor.
     let mut bound = Vec::new();
     for a in &settings.listen {
         bound.push(listener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?);
     }
     let http_listener = listener::bind(&settings.http)
         .map_err(|e| format!("cannot listen on {} (http): {e}", settings.http))?;
+    let init = state_dir::prepare(&settings)?;
+    let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
+    let (log, recovered) =
+        LogFile::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
     if let Some(user) = &settings.user {
         state_dir::drop_privileges(user, &settings.state_dir)?;
     }
