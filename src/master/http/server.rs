@@ -133,12 +133,12 @@ async fn serve(master: Arc<Master>, mut stream: Async<TcpStream>) {
                 content_type,
                 body,
             } => {
-                if stream
-                    .write_all(&response(status, content_type, &body, keep))
-                    .await
-                    .is_err()
-                    || !keep
-                {
+                let mut bytes = response(status, content_type, &body, keep);
+                if req.method == "HEAD" {
+                    // Same headers as GET (Content-Length included), no body.
+                    bytes.truncate(bytes.len() - body.len());
+                }
+                if stream.write_all(&bytes).await.is_err() || !keep {
                     return;
                 }
             }
