@@ -54,6 +54,14 @@ pub fn default_state_dir() -> PathBuf {
 
 /// Runs the agent until SIGTERM/SIGINT; SIGHUP reloads (see [`reload`]).
 pub fn run(opts: AgentOptions) -> Result<(), String> {
+    // Handlers first: SIGHUP's default action kills, and a reload may come
+    // while the agent is still starting.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let run = Resolved::load(&opts)?;
     crate::cli::logging::config_level(run.set.log_level);
     if run.wire == crate::proto::Version::V2 && run.psk.is_none() {
@@ -80,7 +88,7 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         set.on_push.is_some(),
     );
     let ex = LocalExecutor::new();
-    smol::block_on(ex.run(main(&ex, &opts, run, shared)))
+    smol::block_on(ex.run(main(&ex, &opts, run, shared, signals)))
 }
 
 /// The connection settings of `run`.
@@ -129,11 +137,10 @@ async fn main(
     opts: &AgentOptions,
     mut run: Resolved,
     shared: Shared,
+    mut signals: async_signal::Signals,
 ) -> Result<(), String> {
-    use async_signal::{Signal, Signals};
+    use async_signal::Signal;
     use smol::stream::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let sock = local::socket_path(&run.set.state_dir);
     let local_task = ex.spawn(local::serve(sock.clone(), shared.clone()));
     let (retime, retime_rx) = smol::channel::unbounded::<(Duration, Vec<String>)>();

@@ -372,6 +372,16 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         agent_listeners.push(Async::new(l).map_err(|e| e.to_string())?);
     }
     let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
+    // Handlers before the PID file and the API appear: SIGHUP's default
+    // action kills, and a reload sent as soon as they exist must not. Not
+    // earlier: they start the reactor's thread, and the privilege drop
+    // above needs the process to have only one.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // After binding, so only a master that runs leaves a PID file.
     let _pid_file = pid_file::PidFile::write(&settings.state_dir)?;
 
@@ -439,7 +449,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         }
         ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
             .detach();
-        lifecycle(master.clone()).await
+        lifecycle(master.clone(), signals).await
     }));
     drop(stop_tx);
     for w in workers {
@@ -449,11 +459,9 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
 }
 
 /// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT shut down.
-async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
-    use async_signal::{Signal, Signals};
+async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> Result<(), String> {
+    use async_signal::Signal;
     use smol::stream::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(Signal::Hup) => {
