@@ -145,7 +145,7 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
-            Long("version") => return Ok(Command::Version),
+            Short('V') | Long("version") => return Ok(Command::Version),
             Short('q') | Long("quiet") => s.verbosity = s.verbosity.saturating_sub(1),
             Short('v') | Long("verbose") => s.verbosity = s.verbosity.saturating_add(1),
             Long("log-level") => {
@@ -351,8 +351,21 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
         if s.values.is_empty() {
             return Err(Usage("report needs at least one KEY=VALUE".into()));
         }
-        if let Some(bad) = s.values.iter().find(|v| !v.contains('=')) {
-            return Err(Usage(format!("report: {bad:?} is not KEY=VALUE")));
+        // The agent's local socket splits its line on whitespace, so a
+        // space inside a pair would arrive as two words: refuse it here,
+        // as a usage error, instead of letting the agent refuse half of it.
+        let bad_pair = |v: &String| match v.split_once('=') {
+            Some((k, val)) => {
+                k.is_empty()
+                    || !k.bytes().all(|b| b.is_ascii_graphic())
+                    || val.chars().any(char::is_whitespace)
+            }
+            None => true,
+        };
+        if let Some(bad) = s.values.iter().find(|v| bad_pair(v)) {
+            return Err(Usage(format!(
+                "report: {bad:?} is not KEY=VALUE (a key of printable characters, no spaces)"
+            )));
         }
         Action::Local(s.state_dir, LocalCommand::Report(s.values))
     } else if mode == INBOX {
@@ -534,6 +547,10 @@ mod tests {
         assert!(usage_error(&["--agent"]).contains("missing argument"));
         assert!(usage_error(&["--master", "--log-level", "loud"]).contains("--log-level"));
         assert!(usage_error(&["--agent", "m:1", "--log", "file"]).contains("--log"));
+        for bad in ["bad key=1", "=1", "k=a b", "novalue"] {
+            assert!(usage_error(&["report", bad]).contains("KEY=VALUE"), "{bad}");
+        }
+        assert!(matches!(parse_args(&["-V"]), Ok(Command::Version)));
         assert!(usage_error(&["--master", "--state-dir", ""]).contains("--state-dir"));
         assert!(usage_error(&["--agent", "h:1", "--group", " "]).contains("--group"));
     }

@@ -475,7 +475,13 @@ async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> R
                 }
             }
             Ok(s) => {
-                log::info!("{s:?}: shutting down");
+                // Named as the agent names them: "SIGTERM: stopping".
+                let name = if s == Signal::Int {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                log::info!("{name}: stopping");
                 break;
             }
             Err(e) => log::warn!("signal stream: {e}"),
