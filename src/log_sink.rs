@@ -123,7 +123,13 @@ pub fn write(uptime: Duration, record: &Record<'_>) {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         Sink::Syslog(s) => {
-            let _ = s.send(syslog_datagram(std::process::id(), record).as_bytes());
+            let datagram = syslog_datagram(std::process::id(), record);
+            if s.send(datagram.as_bytes()).is_err() {
+                // The syslog daemon restarted (logd on a config change):
+                // its new socket needs a new connect, then one more try.
+                let _ = s.connect(DEV_LOG);
+                let _ = s.send(datagram.as_bytes());
+            }
         }
     }
 }
