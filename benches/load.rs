@@ -23,6 +23,8 @@ mod edge;
 mod engine;
 #[path = "load/mqtt.rs"]
 mod mqtt;
+#[path = "load/nat.rs"]
+mod nat;
 #[path = "load/net.rs"]
 mod net;
 #[path = "load/procs.rs"]
@@ -43,7 +45,7 @@ use std::time::Instant;
 use report::Results;
 use scenarios::{Config, Sys};
 
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     "heartbeat",
     "report",
     "fanout",
@@ -54,6 +56,7 @@ const ALL: [&str; 11] = [
     "agent",
     "legacy",
     "shutdown",
+    "nat",
     "sweep",
 ];
 
@@ -71,6 +74,9 @@ Scenarios (default: all; sweep only with --sweep):
   agent      RSS and CPU of one real `edge-gw --agent` reporting every second
   legacy     wire v1 heartbeats, reports, push-subscribe fan-out
   shutdown   SIGTERM to exit of a master holding --agents sealed agents (promise: 2 s)
+  nat        devices behind one address reconnecting at once: the per-IP limit
+             (handshakes_per_ip) modelled with the agent's backoff, then a real
+             connect storm from one source address
   sweep      heartbeat round trips/s at each N of --sweep (throughput vs N plot)
 
 Options:
@@ -97,6 +103,10 @@ Options:
   --agent-bin PATH    edge-gw binary for the agent scenario (same)
   --mosquitto PATH    Mosquitto binary, or 'none' (found on PATH or /usr/sbin)
   --legacy HOST:PORT  run the legacy scenario against this loopback server
+  --nat-devices N     sealed clients from one address in the real nat run (2000)
+  --nat-capacity H    handshakes/s the nat model's master serves (5900: the
+                      storm's 10,000 sealed agents in 1.70 s, BENCHMARKS.md)
+  --per-ip R          the master's handshakes_per_ip in the nat run (its default)
   --agent-secs S      measured seconds of the agent scenario (30)
   --tmp DIR           where temporary state directories go (system temp)
   --tmpfs DIR         tmpfs for the push-api variant, or 'none' (/dev/shm)
@@ -164,6 +174,9 @@ fn parse() -> Result<Option<Cli>, String> {
         agent_bin: bin,
         mosquitto: find_mosquitto(),
         legacy: None,
+        nat_devices: 2000,
+        nat_capacity: 5900.0,
+        per_ip: None,
         agent_secs: 30.0,
         base: std::env::temp_dir(),
         tmpfs: Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()),
@@ -239,6 +252,9 @@ fn parse() -> Result<Option<Cli>, String> {
                 c.mosquitto = (v != "none").then(|| v.into());
             }
             Long("legacy") => c.legacy = Some(text(&mut p)?),
+            Long("nat-devices") => c.nat_devices = num(&mut p, "--nat-devices")?,
+            Long("nat-capacity") => c.nat_capacity = num(&mut p, "--nat-capacity")?,
+            Long("per-ip") => c.per_ip = Some(num(&mut p, "--per-ip")?),
             Long("agent-secs") => c.agent_secs = num(&mut p, "--agent-secs")?,
             Long("tmp") => c.base = text(&mut p)?.into(),
             Long("tmpfs") => {
@@ -279,6 +295,7 @@ fn parse() -> Result<Option<Cli>, String> {
         };
         d("agents", &mut || c.agents = 50);
         d("storm-agents", &mut || c.storm_agents = 50);
+        d("nat-devices", &mut || c.nat_devices = 50);
         d("idle-agents", &mut || c.idle_agents = 50);
         d("rounds", &mut || c.rounds = 1);
         d("secs", &mut || c.secs = 0.3);
@@ -335,6 +352,7 @@ fn config_json(cli: &Cli) -> serde_json::Value {
             text.lines().next().map(str::to_string)
         }),
         "legacy_target": c.legacy, "agent_secs": c.agent_secs,
+        "nat_devices": c.nat_devices, "nat_capacity": c.nat_capacity, "per_ip": c.per_ip,
         "quiet_cores": c.quiet, "quiet_wait_s": c.quiet_wait,
     })
 }
@@ -478,6 +496,7 @@ fn main() -> ExitCode {
             "agent" => scenarios::agent(c, &mut res),
             "legacy" => scenarios::legacy(c, &mut res),
             "shutdown" => scenarios::shutdown(c, &mut res),
+            "nat" => nat::nat(c, &mut res),
             _ => unreachable!("checked in parse"),
         }
     }

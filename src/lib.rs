@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod keys;
 pub mod log_sink;
+pub mod log_throttle;
 pub mod logger;
 pub mod os;
 pub mod proto;

@@ -309,6 +309,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 group,
                 software,
                 interval_ms,
+                inbox: None,
             })
         ),
         (any::<(u16, u32, u8, u64)>(), text()).prop_map(
@@ -920,6 +921,7 @@ mod session_input {
                     group: "g".into(),
                     software: "props".into(),
                     interval_ms: 1000,
+                    inbox: None,
                 });
                 plain_frame(Version::V2, MsgType::Hello, &hello.to_body(), false)
             }

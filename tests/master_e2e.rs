@@ -216,6 +216,9 @@ fn legacy_clients_byte_by_byte() {
     assert_eq!(hb.header.msg_type, MsgType::HeartbeatAck);
     let body = String::from_utf8(hb.body).unwrap();
     assert!(body.starts_with(r#"{"errCode":0,"msg":"success","data":{"heartbeat":"#));
+    // No waiting here on purpose: the master hands a connection's events to
+    // the registry before it writes the replies to the same input, so the
+    // registration is in effect once the heartbeat answer has been read.
 
     // The original report client.
     let report = br#"{"host":"r1","cpu":"3%"}"#;

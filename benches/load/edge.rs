@@ -162,6 +162,7 @@ impl EdgeClient {
             group: "bench".into(),
             software: "edge-gw-load".into(),
             interval_ms: 1000,
+            inbox: None,
         })
         .to_body();
         let plain = |t: MsgType| Encode {

@@ -221,6 +221,8 @@ pub struct MasterOpts {
     pub compress: bool,
     /// `--threads`; `None`: the master's default.
     pub threads: Option<usize>,
+    /// `handshakes_per_ip`; `None`: the master's default.
+    pub per_ip: Option<u32>,
 }
 
 /// A running master with what a client needs from its state directory.
@@ -245,11 +247,14 @@ impl Master {
         let toml = format!(
             "listen = [\"127.0.0.1:{port}\"]\nhttp = \"127.0.0.1:{http_port}\"\nstate_dir = \"{}\"\n\
              allow_plaintext = true\nlegacy_v1 = true\nheartbeat = 60\nmiss_limit = 10\n\
-             handshake_timeout = 60\nmax_connections = 100000\ncompress = {}\n{}",
+             handshake_timeout = 60\nmax_connections = 100000\ncompress = {}\n{}{}",
             state.display(),
             o.compress,
             o.threads
                 .map(|t| format!("threads = {t}\n"))
+                .unwrap_or_default(),
+            o.per_ip
+                .map(|r| format!("handshakes_per_ip = {r}\n"))
                 .unwrap_or_default()
         );
         std::fs::write(&config, toml).map_err(|e| e.to_string())?;

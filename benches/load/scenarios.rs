@@ -45,6 +45,13 @@ pub struct Config {
     pub agent_bin: PathBuf,
     pub mosquitto: Option<PathBuf>,
     pub legacy: Option<String>,
+    /// Clients from one address in the real part of the nat scenario.
+    pub nat_devices: usize,
+    /// Handshakes per second the nat model's master serves.
+    pub nat_capacity: f64,
+    /// The master's `handshakes_per_ip` in the nat scenario (`None`: its
+    /// default).
+    pub per_ip: Option<u32>,
     pub agent_secs: f64,
     pub base: PathBuf,
     pub tmpfs: Option<PathBuf>,
@@ -154,6 +161,7 @@ fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
                 base: base.to_path_buf(),
                 compress: sys.zip(),
                 threads: cfg.master_threads,
+                per_ip: None,
             })?;
             Ok(Target {
                 addr: m.server.addr,
@@ -1218,6 +1226,7 @@ pub fn agent(cfg: &Config, res: &mut Results) {
             base: cfg.base.clone(),
             compress: true,
             threads: cfg.master_threads,
+            per_ip: None,
         })?;
         let mut a = procs::agent(&cfg.agent_bin, &m, &cfg.base)?;
         let pid = a.pid();

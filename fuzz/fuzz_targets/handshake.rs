@@ -181,6 +181,7 @@ fuzz_target!(|data: &[u8]| {
                 group: "g".into(),
                 software: "fuzz".into(),
                 interval_ms: 1000,
+                inbox: None,
             });
             plain(Version::V2, MsgType::Hello, &hello.to_body())
         }

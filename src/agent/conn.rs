@@ -3,7 +3,6 @@
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use smol::future::FutureExt;
@@ -11,6 +10,7 @@ use smol::io::AsyncWriteExt;
 use smol::{Async, Timer};
 
 use super::backoff::Backoff;
+use super::delivery_journal::Known;
 use super::inbox::Refused;
 use super::state::Shared;
 use crate::proto::Version;
@@ -18,7 +18,6 @@ use crate::proto::v1::{self, json};
 use crate::proto::v2::{self, CloseCode};
 use crate::session::CloseInfo;
 use crate::session::agent::{AgentConfig, AgentEvent, AgentSession, SendError};
-use crate::session::dedup::RecentIds;
 
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,8 +32,6 @@ pub struct ConnConfig {
     pub master: String,
     /// Session settings.
     pub session: AgentConfig,
-    /// Where delivered push ids are kept across restarts.
-    pub recent_file: Option<PathBuf>,
 }
 
 enum Wake {
@@ -47,7 +44,6 @@ enum Wake {
 /// Runs until `stop` fires; returns after closing the session cleanly.
 pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<()>) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut recent = load_recent(cfg.recent_file.as_ref());
     let mut last_problem = String::new();
     loop {
         shared.state.borrow_mut().counters.connects += 1;
@@ -62,17 +58,8 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
         match result {
             Ok((stream, addr)) => {
                 let started = Instant::now();
-                let (info, r, established) = session(
-                    stream,
-                    &cfg,
-                    recent,
-                    &shared,
-                    &stop,
-                    &mut last_problem,
-                    addr,
-                )
-                .await;
-                recent = r;
+                let (info, established) =
+                    session(stream, &cfg, &shared, &stop, &mut last_problem, addr).await;
                 shared.state.borrow_mut().connected = false;
                 if info.code == CloseCode::Normal && info.reason == STOPPED {
                     return;
@@ -156,16 +143,19 @@ async fn connect(master: &str) -> Result<(Async<TcpStream>, SocketAddr), String>
     Err(last)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One session on a connected stream; returns why it ended and whether it
+/// was ever established.
 async fn session(
     mut stream: Async<TcpStream>,
     cfg: &ConnConfig,
-    recent: RecentIds,
     shared: &Shared,
     stop: &smol::channel::Receiver<()>,
     last_problem: &mut String,
     addr: SocketAddr,
-) -> (CloseInfo, RecentIds, bool) {
+) -> (CloseInfo, bool) {
+    // The session answers resends of what the journal knows as delivered
+    // by itself; later deliveries are checked on each push below.
+    let recent = shared.state.borrow().journal.delivered().clone();
     let mut s = AgentSession::new(
         cfg.session.clone(),
         recent,
@@ -227,30 +217,42 @@ async fn session(
                     let id = p.id;
                     let r = {
                         let mut st = shared.state.borrow_mut();
-                        st.counters.pushes += 1;
-                        st.inbox.offer(p)
+                        match st.journal.known(id) {
+                            Known::New => {
+                                st.counters.pushes += 1;
+                                Some(st.inbox.offer(p))
+                            }
+                            Known::Delivered => {
+                                // Taken since this session began (its ack
+                                // may be queued already: a second ack of
+                                // one id is ignored by the master).
+                                if !st.acked.contains(&id) {
+                                    st.acked.push_back(id);
+                                }
+                                None
+                            }
+                            Known::Interrupted => {
+                                // Logged as an error at start; resends
+                                // come every push_resend seconds.
+                                log::debug!("push {id}: held until RESOLVE (hook interrupted)");
+                                None
+                            }
+                        }
                     };
                     match r {
-                        Ok(()) => shared.poke_delivery(),
-                        Err(Refused::AlreadyQueued) => s.refuse_push(id),
-                        Err(Refused::Full(_)) => {
-                            log::warn!(
-                                "push {id}: inbox full; not acked, the master will resend it"
-                            );
-                            s.refuse_push(id);
-                        }
+                        None => s.refuse_push(id),
+                        Some(r) => handle_offer(&mut s, shared, id, r),
                     }
                 }
                 AgentEvent::HeartbeatAck { rtt, .. } => log::trace!("heartbeat rtt {rtt:?}"),
                 AgentEvent::Event(_) | AgentEvent::LegacyData(_) => {}
                 AgentEvent::Closed(info) => {
-                    let r = s.into_recent();
-                    return (info, r, established);
+                    return (info, established);
                 }
             }
         }
         if s.is_open() {
-            flush_acks(&mut s, shared, cfg);
+            flush_acks(&mut s, shared);
             flush_reports(&mut s, shared, cfg);
             if s.queued_bytes() > 0 {
                 continue;
@@ -315,7 +317,7 @@ async fn session(
                     by_peer: false,
                     frame_error: None,
                 };
-                return (info, s.into_recent(), established);
+                return (info, established);
             }
             Wake::Poked | Wake::Timer => {}
         }
@@ -323,9 +325,25 @@ async fn session(
     }
 }
 
-/// Acks pushes the local consumer took, and hands back ones it could not.
-fn flush_acks(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
-    let mut wrote = false;
+/// What became of a new push offered to the inbox.
+fn handle_offer(s: &mut AgentSession, shared: &Shared, id: u64, r: Result<(), Refused>) {
+    match r {
+        Ok(()) => shared.poke_delivery(),
+        Err(Refused::AlreadyQueued) => s.refuse_push(id),
+        Err(Refused::Full(_)) => {
+            crate::log_limited!(
+                log::Level::Warn,
+                "agent.inbox_full",
+                "push {id}: inbox full; not acked, the master will resend it"
+            );
+            s.refuse_push(id);
+        }
+    }
+}
+
+/// Acks pushes the local consumer took (already in the journal: the ack
+/// never runs ahead of the record), and hands back ones it could not.
+fn flush_acks(s: &mut AgentSession, shared: &Shared) {
     loop {
         let Some(id) = shared.state.borrow().acked.front().copied() else {
             break;
@@ -333,7 +351,6 @@ fn flush_acks(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
         match s.ack_push(id) {
             Ok(()) => {
                 shared.state.borrow_mut().acked.pop_front();
-                wrote = true;
             }
             Err(_) => break,
         }
@@ -341,9 +358,6 @@ fn flush_acks(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
     let refused: Vec<u64> = shared.state.borrow_mut().refused.drain(..).collect();
     for id in refused {
         s.refuse_push(id);
-    }
-    if wrote {
-        save_recent(cfg.recent_file.as_ref(), s.recent());
     }
 }
 
@@ -405,26 +419,4 @@ pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
         ("tx_bytes", J::UInt(tx)),
         ("dropped", J::UInt(u64::from(r.dropped))),
     ])
-}
-
-fn load_recent(path: Option<&PathBuf>) -> RecentIds {
-    let mut r = RecentIds::new(crate::session::dedup::DEFAULT_WINDOW);
-    if let Some(p) = path
-        && let Ok(text) = std::fs::read_to_string(p)
-    {
-        for id in text.lines().filter_map(|l| l.trim().parse().ok()) {
-            r.insert(id);
-        }
-    }
-    r
-}
-
-/// Writes the delivered ids (temp file + rename: never half a file).
-fn save_recent(path: Option<&PathBuf>, r: &RecentIds) {
-    let Some(p) = path else { return };
-    let text: String = r.iter().map(|id| format!("{id}\n")).collect();
-    let tmp = p.with_extension("tmp");
-    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, p)) {
-        log::warn!("cannot save delivered push ids to {}: {e}", p.display());
-    }
 }

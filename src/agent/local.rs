@@ -6,10 +6,18 @@
 //! |---|---|
 //! | `REPORT K=V ...` | `OK` or `ERR reason` |
 //! | `TAKE` | `MSG <id> <len> <sender> <group>` + body, or `EMPTY`; then the client sends `ACK <id>` once it has the message safe, answered `OK` |
-//! | `STATUS` | `STATUS connected=0/1 ring=N inbox=N dropped=N ...` |
+//! | `STATUS` | `STATUS connected=0/1 ring=N inbox=N dropped=N ... interrupted=N` |
+//! | `RESOLVE <id> delivered` / `RESOLVE <id> retry` | `OK`, or `ERR reason` if `<id>` is not interrupted |
 //!
-//! A push is acked to the master only after the client's `ACK`: a client
-//! that dies halfway leaves the message in the inbox.
+//! A push is acked to the master only after the client's `ACK`, and the
+//! agent records it as delivered (on disk, synced) before it answers `OK`:
+//! a client that dies halfway leaves the message in the inbox, and a client
+//! answered `OK` never sees that push again.
+//!
+//! `RESOLVE` is the operator's answer for a push whose `--on-push` hook was
+//! interrupted by the agent's end (see [`super::delivery_journal`]):
+//! `delivered` (the hook did its work: ack it) or `retry` (it did not: run
+//! the hook again when the master resends it).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -40,7 +48,11 @@ pub async fn serve(path: PathBuf, shared: Shared) -> io::Result<()> {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                log::warn!("local socket: accept: {e}");
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "agent.local_accept",
+                    "local socket: accept: {e}"
+                );
                 smol::Timer::after(Duration::from_millis(100)).await;
                 continue;
             }
@@ -87,7 +99,7 @@ async fn handle(stream: Async<UnixStream>, shared: &Shared) -> io::Result<()> {
             let st = shared.state.borrow();
             let c = st.counters;
             format!(
-                "STATUS connected={} ring={} dropped={} inbox={} refused={} reports={} sent={} pushes={} delivered={} hook_failures={} sessions={}\n",
+                "STATUS connected={} ring={} dropped={} inbox={} refused={} reports={} sent={} pushes={} delivered={} hook_failures={} sessions={} interrupted={}\n",
                 u8::from(st.connected),
                 st.ring.len(),
                 st.ring.dropped,
@@ -98,9 +110,11 @@ async fn handle(stream: Async<UnixStream>, shared: &Shared) -> io::Result<()> {
                 c.pushes,
                 c.delivered,
                 c.hook_failures,
-                c.sessions
+                c.sessions,
+                st.journal.interrupted().count()
             )
         }
+        Some("RESOLVE") => resolve(shared, words.next(), words.next(), words.next()),
         Some("TAKE") => return take(&stream, &mut reader, shared).await,
         _ => format!("ERR unknown request {line:?}\n"),
     };
@@ -144,12 +158,55 @@ async fn take(
     {
         let mut st = shared.state.borrow_mut();
         if st.inbox.remove(p.id).is_some() {
+            // Recorded before the OK: once the reader hears OK, no restart
+            // of agent or master hands it this push again.
+            if let Err(e) = st.journal.delivered_now(p.id) {
+                log::warn!(
+                    "push {}: cannot record its delivery ({e}); if the agent restarts before the master has the ack, it is handed out again",
+                    p.id
+                );
+            }
             st.acked.push_back(p.id);
             st.counters.delivered += 1;
         }
     }
     shared.poke_conn();
     stream.write_all_ref(b"OK\n").await
+}
+
+/// `RESOLVE <id> delivered|retry`: the operator's verdict on a push whose
+/// hook was interrupted, recorded before the answer.
+fn resolve(
+    shared: &Shared,
+    id: Option<&str>,
+    verdict: Option<&str>,
+    extra: Option<&str>,
+) -> String {
+    use super::delivery_journal::Known;
+    let (Some(id), Some(verdict), None) = (id.and_then(|i| i.parse::<u64>().ok()), verdict, extra)
+    else {
+        return "ERR usage: RESOLVE <id> delivered|retry\n".into();
+    };
+    let mut st = shared.state.borrow_mut();
+    if st.journal.known(id) != Known::Interrupted {
+        return format!("ERR push {id} is not held as interrupted\n");
+    }
+    let r = match verdict {
+        "delivered" => {
+            let r = st.journal.delivered_now(id);
+            st.acked.push_back(id);
+            r
+        }
+        "retry" => st.journal.retry(id),
+        other => return format!("ERR {other:?}: answer delivered or retry\n"),
+    };
+    drop(st);
+    shared.poke_conn();
+    log::info!("push {id}: resolved as {verdict} by the operator");
+    match r {
+        Ok(()) => "OK\n".into(),
+        Err(e) => format!("ERR recorded in memory only, not on disk: {e}\n"),
+    }
 }
 
 /// A header field without spaces (`-` for empty).
@@ -259,11 +316,21 @@ pub fn client_take(
                 body,
             };
             keep(&t).map_err(|e| format!("message {id} not acked: {e}"))?;
-            writeln!(s, "ACK {id}").map_err(|e| e.to_string())?;
+            // From here the caller has the message but the agent may or
+            // may not have recorded it: the only errors whose outcome is
+            // unknown, so they name the id for the caller to dedupe by.
+            let unknown = |e: String| {
+                format!(
+                    "message {id} kept, but its ack is unconfirmed ({e}): it may be handed out again"
+                )
+            };
+            writeln!(s, "ACK {id}").map_err(|e| unknown(e.to_string()))?;
             let mut ok = String::new();
-            r.read_line(&mut ok).map_err(|e| e.to_string())?;
+            r.read_line(&mut ok).map_err(|e| unknown(e.to_string()))?;
             if ok.trim() == "OK" {
                 Ok(Some(t))
+            } else if ok.is_empty() {
+                Err(unknown("the agent closed the connection".into()))
             } else {
                 Err(format!("agent refused the ack: {}", ok.trim()))
             }

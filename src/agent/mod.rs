@@ -3,8 +3,11 @@
 //! hands pushes to a local consumer before acking them.
 //!
 //! One thread, a few tasks on a local executor: [`conn`] (the session),
-//! the report timer, the push delivery worker ([`hook`] or the [`local`]
-//! socket), and the local socket server. They share [`state`].
+//! the report timer, the push [`delivery`] worker (the [`hook`]; or the
+//! [`local`] socket), and the local socket server. They share [`state`],
+//! which holds the [`delivery_journal`]: what the consumer took, kept on
+//! disk before any ack, so a push reaches the consumer once whatever the
+//! order in which agent and master crash and restart.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +20,8 @@ use crate::proto::v2;
 
 pub mod backoff;
 pub mod conn;
+pub mod delivery;
+pub mod delivery_journal;
 pub mod health;
 pub mod hook;
 pub mod identity;
@@ -82,9 +87,18 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         set.interval.as_secs(),
         set.state_dir.display()
     );
+    let state_dir = &set.state_dir;
+    let journal = delivery_journal::DeliveryJournal::open(Some(state_dir.join("delivered.ids")));
+    for id in journal.interrupted() {
+        log::error!(
+            "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `RESOLVE {id} delivered` or `RESOLVE {id} retry` on {}",
+            local::socket_path(state_dir).display()
+        );
+    }
     let shared = Shared::new(
         ring::ReportRing::new(set.report_ring, set.report_ring_bytes),
         inbox::Inbox::new(set.inbox_messages, set.inbox_bytes),
+        journal,
         set.on_push.is_some(),
     );
     let ex = LocalExecutor::new();
@@ -96,7 +110,6 @@ fn conn_config(run: &Resolved) -> conn::ConnConfig {
     conn::ConnConfig {
         master: run.set.master.clone(),
         session: run.session_config(),
-        recent_file: Some(run.set.state_dir.join("delivered.ids")),
     }
 }
 
@@ -150,7 +163,7 @@ async fn main(
         run.set.mounts.clone(),
         retime_rx,
     ));
-    let delivery = ex.spawn(deliver(
+    let delivery = ex.spawn(delivery::run(
         shared.clone(),
         run.set.on_push.clone(),
         run.set.hook_timeout,
@@ -180,8 +193,18 @@ async fn main(
         }
     };
     log::info!("{signalled}: stopping");
+    // Give the session up to 2 s to send its Close, and a running hook
+    // what is left of them to finish (its outcome is then recorded).
+    let deadline = Instant::now() + Duration::from_secs(2);
     connection.stop().await;
-    drop((local_task, reports, delivery));
+    while !shared.state.borrow().journal.running().is_empty() && Instant::now() < deadline {
+        smol::Timer::after(Duration::from_millis(50)).await;
+    }
+    // Cancelling drops the worker's future at once, which kills a hook
+    // still running; only then is it recorded as not taken.
+    let _ = delivery.cancel().await;
+    delivery::stopped(&shared);
+    drop((local_task, reports));
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }
@@ -277,39 +300,5 @@ async fn report_timer(
         st.counters.reports_made += 1;
         drop(st);
         shared.poke_conn();
-    }
-}
-
-/// Delivers pushes from the inbox to the `--on-push` hook, oldest first.
-/// Without a hook, `edge-gw inbox` takes them through the local socket.
-async fn deliver(shared: Shared, hook_cmd: Option<String>, timeout: Duration) {
-    let Some(cmd) = hook_cmd else { return };
-    loop {
-        let _ = shared.wake_delivery.1.recv().await;
-        loop {
-            let Some(p) = shared.state.borrow().inbox.front().cloned() else {
-                break;
-            };
-            let r = hook::run(&cmd, &p, timeout).await;
-            let mut st = shared.state.borrow_mut();
-            st.inbox.remove(p.id);
-            match r {
-                Ok(()) => {
-                    log::info!("push {} delivered to the hook", p.id);
-                    st.acked.push_back(p.id);
-                    st.counters.delivered += 1;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "push {}: hook failed ({e}); not acked, the master will resend it",
-                        p.id
-                    );
-                    st.refused.push_back(p.id);
-                    st.counters.hook_failures += 1;
-                }
-            }
-            drop(st);
-            shared.poke_conn();
-        }
     }
 }

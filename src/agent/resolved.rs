@@ -89,6 +89,10 @@ impl Resolved {
             },
             max_pending_pushes: self.set.inbox_messages,
             software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+            inbox: Some(crate::proto::v2::InboxLimits {
+                messages: u32::try_from(self.set.inbox_messages).unwrap_or(u32::MAX),
+                bytes: u32::try_from(self.set.inbox_bytes).unwrap_or(u32::MAX),
+            }),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the agent's tasks share (one thread, so `RefCell`): the report
-//! ring, the push inbox, acks waiting for a connection, custom metrics,
-//! counters, and the wakeups between tasks.
+//! ring, the push inbox, the delivery journal, acks waiting for a
+//! connection, custom metrics, counters, and the wakeups between tasks.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use smol::channel::{Receiver, Sender};
 
+use super::delivery_journal::DeliveryJournal;
 use super::inbox::Inbox;
 use super::ring::ReportRing;
 
@@ -45,6 +46,9 @@ pub struct State {
     pub ring: ReportRing,
     /// Pushes waiting for the local consumer.
     pub inbox: Inbox,
+    /// What the local consumer took, durably: consulted before a push is
+    /// handed to the consumer, written before it is acked.
+    pub journal: DeliveryJournal,
     /// Push ids delivered locally whose ack is not yet sent.
     pub acked: VecDeque<u64>,
     /// Push ids the consumer failed on: handed back to the session so a
@@ -77,12 +81,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state with the given bounds.
-    pub fn new(ring: ReportRing, inbox: Inbox, hook: bool) -> Shared {
+    /// Shared state with the given bounds and the journal loaded at start
+    /// (so a restarted agent knows what its consumer already took).
+    pub fn new(ring: ReportRing, inbox: Inbox, journal: DeliveryJournal, hook: bool) -> Shared {
         Shared {
             state: Rc::new(RefCell::new(State {
                 ring,
                 inbox,
+                journal,
                 acked: VecDeque::new(),
                 refused: VecDeque::new(),
                 custom: Vec::new(),
@@ -165,7 +171,12 @@ mod tests {
 
     #[test]
     fn custom_metrics_validated_and_bounded() {
-        let s = Shared::new(ReportRing::new(1, 1), Inbox::new(1, 1), false);
+        let s = Shared::new(
+            ReportRing::new(1, 1),
+            Inbox::new(1, 1),
+            DeliveryJournal::open(None),
+            false,
+        );
         let mut st = s.state.borrow_mut();
         st.set_custom(&["wan=up", "clients=12"]).unwrap();
         st.set_custom(&["wan=down"]).unwrap();

@@ -124,6 +124,18 @@ impl Keyring {
         }
     }
 
+    /// Whether `uuid` (the raw wire field, NUL padding ignored) has a key
+    /// of its own, not just the fleet key [`lookup`](Self::lookup) falls
+    /// back to: the master keeps such uuids away from unauthenticated
+    /// (legacy v1, plaintext) sessions.
+    pub fn has_device_key(&self, uuid: &[u8]) -> bool {
+        let end = uuid.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let uuid = &uuid[..end];
+        self.devices
+            .binary_search_by(|(u, _)| u.as_bytes().cmp(uuid))
+            .is_ok()
+    }
+
     /// The fleet key, if there is one.
     pub fn fleet(&self) -> Option<&Psk> {
         self.fleet.as_ref()
@@ -227,6 +239,12 @@ mod tests {
         // ...but other bytes are compared exactly.
         assert_eq!(ring.lookup(b"OTHER"), Some(&psk(HEX_C)));
         assert_eq!(ring.lookup(b"other "), Some(&psk(HEX_C)));
+        // Only listed uuids have a key of their own; the fleet key does
+        // not count.
+        assert!(ring.has_device_key(&wire));
+        assert!(ring.has_device_key(UUID.as_bytes()));
+        assert!(!ring.has_device_key(b"stranger"));
+        assert!(!ring.has_device_key(&[0u8; 33]));
     }
 
     #[test]

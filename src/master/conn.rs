@@ -23,7 +23,7 @@ use crate::os::{self, OsEntropy};
 use crate::proto::decoder::MAX_FEED;
 use crate::proto::v2::CloseCode;
 use crate::session::CloseInfo;
-use crate::session::master::{MasterEvent, MasterSession};
+use crate::session::master::{MasterEvent, MasterSession, SendError};
 
 thread_local! {
     /// Shared by every connection task on this thread: a task reads into it
@@ -305,7 +305,28 @@ fn run_commands(
                 r
             }
             Cmd::Event(body) => session.send_event(&body),
-            Cmd::LegacyFanout(body) => session.send_legacy_fanout(&body),
+            Cmd::LegacyFanout(body) => match session.send_legacy_fanout(&body) {
+                // Too large for any frame: a drop with a reason, not a
+                // send failure of this connection.
+                Err(SendError::Encode(e)) => {
+                    let unlogged = master
+                        .lock_registry()
+                        .legacy_fanout_too_large(&body, Instant::now());
+                    if let Some(n) = unlogged {
+                        let more = match n {
+                            0 => String::new(),
+                            n => format!("; {n} more such reports since the last warning"),
+                        };
+                        log::warn!(
+                            "a legacy report was not forwarded to legacy subscribers: its \
+                             JSON-escaped fan-out: {e} (counted in fanout_dropped_too_large, \
+                             once per subscriber{more})"
+                        );
+                    }
+                    continue;
+                }
+                r => r,
+            },
             Cmd::Kick(code, reason) => {
                 session.close(code, &reason);
                 Ok(())
@@ -337,11 +358,30 @@ fn drain_events(
     }
     let clock = os::now();
     let mut delivered = Vec::new();
+    // Set when the registry refuses the join: what the session said after
+    // it in this batch must not reach the registry.
+    let mut refused = None;
     {
         let mut reg = master.lock_registry();
         for e in events {
+            if refused.is_some() && !matches!(e, MasterEvent::Closed(_)) {
+                continue;
+            }
             match e {
+                MasterEvent::IdentityRefused { uuid, who } => {
+                    log::warn!(
+                        "connection {id} from {addr}: {} session refused: uuid {uuid} has its own \
+                         key and joins only sealed",
+                        who.name()
+                    );
+                    reg.identity_refused(who);
+                }
                 MasterEvent::Joined(peer) => {
+                    if let Some(r) = reg.joined(id, &peer, addr, clock.mono, clock.unix_ms) {
+                        log::warn!("connection {id} from {addr}: {}", r.reason);
+                        refused = Some(r.reason);
+                        continue;
+                    }
                     log::info!(
                         "{} {} joined (v{}, {}, group {:?})",
                         match peer.role {
@@ -353,7 +393,6 @@ fn drain_events(
                         if peer.sealed { "sealed" } else { "plaintext" },
                         peer.group
                     );
-                    reg.joined(id, &peer, addr, clock.mono, clock.unix_ms);
                 }
                 MasterEvent::Report(r) => reg.report(id, r, clock.mono, clock.unix_ms),
                 MasterEvent::LegacyReport(b) => reg.legacy_report(id, b, clock.unix_ms),
@@ -375,5 +414,8 @@ fn drain_events(
     }
     if !delivered.is_empty() {
         master.record_deliveries(&delivered);
+    }
+    if let Some(reason) = refused {
+        session.refuse(CloseCode::AuthFailed, &reason);
     }
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode};
+use crate::session::legacy::LegacyFanout;
 
 /// Most commands waiting for one connection. A subscriber that cannot keep
 /// up with fan-out hits this and is closed as a slow consumer. Pushes do
@@ -36,9 +37,9 @@ pub enum Cmd {
     /// Forward another agent's report (v2 subscriber): the Event body,
     /// serialised once for all subscribers.
     Event(Arc<SharedBody>),
-    /// Forward a legacy report (v1 push subscriber): the fan-out body,
-    /// made once for all subscribers.
-    LegacyFanout(Arc<SharedBody>),
+    /// Forward a legacy report (v1 push subscriber): the fan-out bodies,
+    /// each made once for all subscribers.
+    LegacyFanout(Arc<LegacyFanout>),
     /// Close the connection.
     Kick(CloseCode, String),
 }
@@ -163,7 +164,7 @@ mod tests {
     #[test]
     fn bounded_kick_and_pushes_always_fit() {
         let h = ConnHandle::new(1);
-        let body = Arc::new(SharedBody::new(Vec::new()));
+        let body = Arc::new(LegacyFanout::new(Vec::new()));
         for _ in 0..MAX_COMMANDS {
             h.send(Cmd::LegacyFanout(body.clone())).unwrap();
         }

@@ -18,7 +18,36 @@ const MAX_TRACKED_IPS: usize = 65_536;
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+/// One source IP's tokens, and the refusals of its current burst: a
+/// whole NAT'd site reconnecting is one event for the log, not one line
+/// per device.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// Connections refused since the bucket was last full.
+    refused: u64,
+}
+
+/// What the limiter decided for one new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Accept it. `refused_in_burst` is non-zero once, when an address
+    /// that was refused has had a full bucket again: the burst is over and
+    /// this is how many it refused (for one summary line in the log).
+    Allowed {
+        /// Connections refused in the burst that just ended.
+        refused_in_burst: u64,
+    },
+    /// Refuse it. `first` is set for the first refusal of a burst, so
+    /// the caller logs the start of a burst once, not every connection.
+    Refused {
+        /// The first refusal since the address last had a full bucket.
+        first: bool,
+    },
 }
 
 impl RateLimiter {
@@ -32,23 +61,54 @@ impl RateLimiter {
         }
     }
 
+    /// The sustained rate, connections per second per IP.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The burst, connections accepted at once from one idle IP.
+    pub fn burst(&self) -> f64 {
+        self.burst
+    }
+
     /// Whether `ip` may open a connection at `now`.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        matches!(self.admit(ip, now), Admission::Allowed { .. })
+    }
+
+    /// Whether `ip` may open a connection at `now`, and where that puts
+    /// the address's current burst (see [`Admission`]).
+    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Admission {
         if self.buckets.len() >= MAX_TRACKED_IPS {
             let (rate, burst) = (self.rate, self.burst);
             // Drop buckets that have refilled: they hold no information.
             self.buckets
-                .retain(|_, (tokens, t)| *tokens + (now - *t).as_secs_f64() * rate < burst);
+                .retain(|_, b| b.tokens + (now - b.last).as_secs_f64() * rate < burst);
         }
         let (rate, burst) = (self.rate, self.burst);
-        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+            refused: 0,
+        });
+        b.tokens =
+            (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate).min(burst);
+        b.last = now;
+        // A full bucket means the address was quiet long enough: whatever
+        // was refused before belongs to a burst that is over.
+        let refused_in_burst = if b.tokens >= burst {
+            std::mem::take(&mut b.refused)
         } else {
-            false
+            0
+        };
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Admission::Allowed { refused_in_burst }
+        } else {
+            b.refused += 1;
+            Admission::Refused {
+                first: b.refused == 1,
+            }
         }
     }
 }
@@ -113,7 +173,11 @@ pub async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 // Usually EMFILE: wait for descriptors to free up.
-                log::warn!("accept failed: {e}; retrying in {error_backoff:?}");
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "listener.accept",
+                    "accept failed: {e}; retrying in {error_backoff:?}"
+                );
                 smol::Timer::after(error_backoff).await;
                 error_backoff = (error_backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -125,7 +189,7 @@ pub async fn accept_loop(
             let mut reg = master.lock_registry();
             let reason = if reg.connections() >= max {
                 Some("max_connections")
-            } else if !limiter.allow(addr.ip(), Instant::now()) {
+            } else if !admit_and_log(&mut limiter, addr.ip()) {
                 Some("rate_limited")
             } else {
                 None
@@ -143,6 +207,34 @@ pub async fn accept_loop(
         let _ = stream.get_ref().set_nodelay(true);
         ex.spawn(super::conn::serve(master.clone(), stream, addr, id))
             .detach();
+    }
+}
+
+/// Applies the per-IP limit to a new connection from `ip`, logging each
+/// burst of refusals twice at most (when it starts, and its count once
+/// the address is quiet again) rather than once per connection: a site
+/// behind NAT reconnecting at once would otherwise flood the log.
+fn admit_and_log(limiter: &mut RateLimiter, ip: IpAddr) -> bool {
+    match limiter.admit(ip, Instant::now()) {
+        Admission::Allowed { refused_in_burst } => {
+            if refused_in_burst > 0 {
+                log::info!(
+                    "{ip}: the burst is over; {refused_in_burst} connection(s) were refused by the per-IP rate limit"
+                );
+            }
+            true
+        }
+        Admission::Refused { first } => {
+            if first {
+                log::warn!(
+                    "refusing new connections from {ip}: more than {} per second (burst {}); \
+                     devices behind one NAT address share this limit: raise handshakes_per_ip",
+                    limiter.rate(),
+                    limiter.burst()
+                );
+            }
+            false
+        }
     }
 }
 
@@ -170,5 +262,44 @@ mod tests {
         assert!(l.allow(other, t0), "other IPs are unaffected");
         assert!(!l.allow(ip, t0 + Duration::from_millis(100)));
         assert!(l.allow(ip, t0 + Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn a_burst_of_refusals_is_reported_once_then_summed() {
+        let t0 = Instant::now();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut l = RateLimiter::new(2);
+        let verdicts: Vec<Admission> = (0..12).map(|_| l.admit(ip, t0)).collect();
+        assert_eq!(
+            verdicts[7],
+            Admission::Allowed {
+                refused_in_burst: 0
+            }
+        );
+        assert_eq!(verdicts[8], Admission::Refused { first: true });
+        assert_eq!(verdicts[11], Admission::Refused { first: false });
+        // One admitted mid-burst does not end the burst...
+        let t1 = t0 + Duration::from_millis(600);
+        assert_eq!(
+            l.admit(ip, t1),
+            Admission::Allowed {
+                refused_in_burst: 0
+            }
+        );
+        assert_eq!(l.admit(ip, t1), Admission::Refused { first: false });
+        // ...a full bucket does, and says how many it refused.
+        let t2 = t1 + Duration::from_secs(10);
+        assert_eq!(
+            l.admit(ip, t2),
+            Admission::Allowed {
+                refused_in_burst: 5
+            }
+        );
+        assert_eq!(
+            l.admit(ip, t2),
+            Admission::Allowed {
+                refused_in_burst: 0
+            }
+        );
     }
 }

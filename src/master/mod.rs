@@ -38,7 +38,7 @@ pub mod registry;
 pub mod settings;
 pub mod state_dir;
 
-use http::Watchers;
+use http::{Admission, HttpCounters, Watchers};
 use push_log::{Committer, LogFile, LogStats};
 use push_router::OutboxRouter;
 use registry::Registry;
@@ -54,6 +54,10 @@ pub struct Master {
     registry: Arc<Mutex<Registry>>,
     push_log: Committer,
     watchers: Watchers,
+    /// Open HTTP connections, capped in total and per IP.
+    http_admission: Arc<Admission>,
+    /// HTTP connections refused or timed out, by reason.
+    http_counters: HttpCounters,
     /// Bearer token of the API.
     pub token: String,
     /// Set when shutting down.
@@ -75,6 +79,7 @@ fn session_config(s: &Settings) -> MasterConfig {
         handshake_timeout: s.handshake_timeout,
         max_frame: s.max_frame,
         legacy_v1: s.legacy_v1,
+        legacy_idle: s.legacy_idle_timeout,
         allow_plaintext: s.allow_plaintext,
         compress: if s.compress {
             Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL)
@@ -121,6 +126,8 @@ impl Master {
             registry,
             push_log,
             watchers: Watchers::default(),
+            http_admission: Arc::default(),
+            http_counters: HttpCounters::default(),
             token,
             stopping: AtomicBool::new(false),
             stop_event: Event::new(),
@@ -164,6 +171,17 @@ impl Master {
     /// Live watchers (SSE streams).
     pub fn watchers(&self) -> &Watchers {
         &self.watchers
+    }
+
+    /// The HTTP connection caps' state: the HTTP accept loop takes slots
+    /// from it, status and metrics show how many are open.
+    pub fn http_admission(&self) -> &Arc<Admission> {
+        &self.http_admission
+    }
+
+    /// HTTP refusals and timeouts, for `/api/status` and `/metrics`.
+    pub fn http_counters(&self) -> &HttpCounters {
+        &self.http_counters
     }
 
     /// Sends the registry's new events to the live watchers.

@@ -80,29 +80,13 @@ mod tests {
 
     use super::*;
     use crate::master::PushError;
+    use crate::master::push_log::test_support::{push, uuid};
     use crate::master::push_log::{COMPACT_MIN_BYTES, Committer, LogFile, Worker};
     use crate::proto::v2;
     use crate::session::outbox::OutboxLimits;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("edge-gw-push-router-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn uuid(s: &str) -> Uuid {
-        Uuid::from_text(s).unwrap()
-    }
-
-    fn push(body: &[u8]) -> v2::Push {
-        v2::Push {
-            id: 0,
-            sender: "test".into(),
-            group: String::new(),
-            body: body.to_vec(),
-        }
+        crate::master::push_log::test_support::tmpdir("push-router", name)
     }
 
     /// A log in a fresh directory and a registry knowing `agents`, with the

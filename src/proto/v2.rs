@@ -39,7 +39,10 @@ pub enum Role {
 }
 
 /// Handshake message 1 payload (agent → master).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Decoded with [`Hello::decode`], not serde: `inbox` was appended after
+/// the first release, and a Hello from an older agent ends before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Hello {
     /// Sender's [`PROTO_MINOR`].
     pub minor: u16,
@@ -51,6 +54,56 @@ pub struct Hello {
     pub software: String,
     /// The agent's report interval in milliseconds (informational).
     pub interval_ms: u32,
+    /// What the agent's push inbox can hold, so the master can refuse a
+    /// push that could never fit instead of resending it forever. `None`
+    /// from agents older than this field (and from peers without an
+    /// inbox, such as subscribers).
+    pub inbox: Option<InboxLimits>,
+}
+
+/// The bounds of an agent's push inbox, announced in its [`Hello`].
+/// Frozen once released (nested in `Hello`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxLimits {
+    /// Most pushes waiting at once.
+    pub messages: u32,
+    /// Most push body bytes waiting at once: a push whose body is larger
+    /// can never be taken.
+    pub bytes: u32,
+}
+
+/// The fields [`Hello`] was first released with: what every agent sends,
+/// decoded first so that an older agent's Hello, which ends here, decodes.
+#[derive(Deserialize)]
+struct HelloFirstRelease {
+    minor: u16,
+    role: Role,
+    group: String,
+    software: String,
+    interval_ms: u32,
+}
+
+impl Hello {
+    /// Decodes a Hello body: the first-release fields, then the fields
+    /// appended since, each only if the body goes on (an older agent's
+    /// Hello stops early). Trailing bytes after the known fields are a
+    /// newer agent's and are ignored, as in [`decode`].
+    pub fn decode(body: &[u8]) -> Result<Hello, FrameError> {
+        let (first, rest): (HelloFirstRelease, _) = take(MsgType::Hello, body)?;
+        let inbox = if rest.is_empty() {
+            None
+        } else {
+            take::<Option<InboxLimits>>(MsgType::Hello, rest)?.0
+        };
+        Ok(Hello {
+            minor: first.minor,
+            role: first.role,
+            group: first.group,
+            software: first.software,
+            interval_ms: first.interval_ms,
+            inbox,
+        })
+    }
 }
 
 /// Handshake message 2 payload (master → agent).
@@ -438,7 +491,7 @@ impl Message {
     /// Decodes a body of the given header type.
     pub fn decode(t: MsgType, body: &[u8]) -> Result<Message, FrameError> {
         Ok(match t {
-            MsgType::Hello => Message::Hello(decode(t, body)?),
+            MsgType::Hello => Message::Hello(Hello::decode(body)?),
             MsgType::Welcome => Message::Welcome(decode(t, body)?),
             MsgType::Heartbeat => Message::Heartbeat(decode(t, body)?),
             MsgType::HeartbeatAck => Message::HeartbeatAck(decode(t, body)?),
@@ -456,12 +509,15 @@ impl Message {
 /// Postcard length prefixes are checked against the remaining input before
 /// anything is allocated, so a lying length cannot cause a large allocation.
 pub fn decode<'a, T: Deserialize<'a>>(t: MsgType, body: &'a [u8]) -> Result<T, FrameError> {
-    postcard::take_from_bytes(body)
-        .map(|(v, _rest)| v)
-        .map_err(|e| FrameError::BadBody {
-            msg_type: t.name(),
-            reason: e.to_string(),
-        })
+    take(t, body).map(|(v, _rest)| v)
+}
+
+/// Decodes one value from the front of `body` and returns the rest.
+fn take<'a, T: Deserialize<'a>>(t: MsgType, body: &'a [u8]) -> Result<(T, &'a [u8]), FrameError> {
+    postcard::take_from_bytes(body).map_err(|e| FrameError::BadBody {
+        msg_type: t.name(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -513,6 +569,10 @@ mod tests {
                 group: "site-a".into(),
                 software: "edge-gw 0.1.0".into(),
                 interval_ms: 10_000,
+                inbox: Some(InboxLimits {
+                    messages: 100,
+                    bytes: 256 << 10,
+                }),
             }),
             Message::Welcome(Welcome {
                 minor: 0,
@@ -578,6 +638,50 @@ mod tests {
             b.extend_from_slice(&[1, 2, 3, 4]);
             assert_eq!(Message::decode(m.msg_type(), &b).unwrap(), m);
         }
+    }
+
+    /// Both directions of the Hello extension: a Hello from an agent that
+    /// predates `inbox` decodes with `None`, and a master that predates it
+    /// (the first-release struct, as old code decoded it) reads a new
+    /// agent's Hello.
+    #[test]
+    fn hello_inbox_field_interoperates_with_older_peers() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct OldHello {
+            minor: u16,
+            role: Role,
+            group: String,
+            software: String,
+            interval_ms: u32,
+        }
+        let old = OldHello {
+            minor: 0,
+            role: Role::Agent,
+            group: "g".into(),
+            software: "edge-gw 0.0.9".into(),
+            interval_ms: 5000,
+        };
+        let from_old = Hello::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(from_old.inbox, None);
+        assert_eq!(from_old.software, old.software);
+        let new = Hello {
+            minor: 0,
+            role: Role::Agent,
+            group: "g".into(),
+            software: "edge-gw 0.0.9".into(),
+            interval_ms: 5000,
+            inbox: Some(InboxLimits {
+                messages: 3,
+                bytes: 1 << 18,
+            }),
+        };
+        let body = Message::Hello(new.clone()).to_body();
+        assert_eq!(decode::<OldHello>(MsgType::Hello, &body).unwrap(), old);
+        assert_eq!(Hello::decode(&body).unwrap(), new);
+        // A bad extension is an error, not a silent `None`.
+        let mut bad = postcard::to_allocvec(&old).unwrap();
+        bad.push(7);
+        assert!(Hello::decode(&bad).is_err());
     }
 
     #[test]

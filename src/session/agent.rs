@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub max_pending_pushes: usize,
     /// Software version text sent in Hello.
     pub software: String,
+    /// The push inbox bounds told to the master in Hello, so it refuses
+    /// pushes that could never fit rather than resend them forever.
+    pub inbox: Option<v2::InboxLimits>,
 }
 
 impl Default for AgentConfig {
@@ -69,6 +72,7 @@ impl Default for AgentConfig {
             },
             max_pending_pushes: 64,
             software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
+            inbox: None,
         }
     }
 }
@@ -210,6 +214,7 @@ impl AgentSession {
                     software: self.cfg.software.clone(),
                     interval_ms: u32::try_from(self.cfg.report_interval.as_millis())
                         .unwrap_or(u32::MAX),
+                    inbox: self.cfg.inbox,
                 })
                 .to_body();
                 match self.cfg.psk {

@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::identity::{Unauthenticated, malformed_uuid, unauthenticated_claim};
+use super::legacy::{self, LegacyFanout};
 use super::liveness::{Keepalive, Liveness};
 use super::{Clock, CloseInfo, Entropy, Receiver, Traffic, TxLimits, TxQueue, receive};
 use crate::proto::crypto::{CryptoError, Handshake, Transport};
@@ -37,6 +39,9 @@ pub struct MasterConfig {
     pub max_frame: u32,
     /// Accept legacy version 1 connections (unauthenticated).
     pub legacy_v1: bool,
+    /// Silence after which a v1 connection is closed: the original's idle
+    /// time, not `keepalive` (old clients beat every 15-60 s).
+    pub legacy_idle: Duration,
     /// Accept version 2 sessions without encryption (benchmarks, labs).
     pub allow_plaintext: bool,
     /// Compression of v2 frames the master sends.
@@ -54,6 +59,7 @@ impl Default for MasterConfig {
             handshake_timeout: Duration::from_secs(10),
             max_frame: crate::proto::DEFAULT_MAX_FRAME,
             legacy_v1: false,
+            legacy_idle: legacy::DEFAULT_LEGACY_IDLE,
             allow_plaintext: false,
             compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
             tx: TxLimits::default(),
@@ -66,11 +72,24 @@ impl Default for MasterConfig {
 pub trait KeyLookup {
     /// The key for `uuid` (its device key, else the fleet key).
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]>;
+
+    /// Whether `uuid` has a device key of its own (not just the fleet
+    /// key): such a uuid is an authenticated identity that no v1 or
+    /// plaintext session may claim ([`super::identity`]). The default
+    /// says no, for lookups that hold no device keys; one that does must
+    /// answer, or its devices lose that protection.
+    fn has_device_key(&self, _uuid: &Uuid) -> bool {
+        false
+    }
 }
 
 impl KeyLookup for crate::keys::Keyring {
     fn psk_for(&self, uuid: &Uuid) -> Option<[u8; 32]> {
         self.lookup(uuid.trimmed()).map(|k| *k.as_bytes())
+    }
+
+    fn has_device_key(&self, uuid: &Uuid) -> bool {
+        self.has_device_key(uuid.trimmed())
     }
 }
 
@@ -94,6 +113,10 @@ pub struct Peer {
     /// CRC-32 of the pre-shared key that authenticated the session (0 for
     /// none): lets a keyring reload tell whether the key still stands.
     pub key_id: u32,
+    /// The push inbox the agent announced in its Hello (v2 agents since
+    /// the field exists), so the master can refuse pushes it could never
+    /// take.
+    pub inbox: Option<v2::InboxLimits>,
 }
 
 /// How a v2 message to a joined peer is encoded (compression per config;
@@ -145,6 +168,17 @@ pub enum MasterEvent {
     },
     /// An agent acknowledged a push.
     PushAcked(v2::PushAck),
+    /// An unauthenticated session tried to claim a uuid that has a device
+    /// key of its own and was refused before it joined (a `Closed`
+    /// follows). Its own event so the shell can count it and warn: it is
+    /// an impersonation attempt or a badly configured client, not an
+    /// ordinary close.
+    IdentityRefused {
+        /// The uuid it claimed.
+        uuid: Uuid,
+        /// What kind of session it was.
+        who: Unauthenticated,
+    },
     /// The connection is over; no more events follow.
     Closed(CloseInfo),
 }
@@ -195,6 +229,9 @@ pub struct MasterSession {
     /// Boxed and only while counts wait to be taken: an idle connection
     /// holds no counters.
     traffic: Option<Box<Traffic>>,
+    /// The first byte the peer sent (its wire version, unless garbage):
+    /// a peer that opened with v1 never gets a v2 frame, not even a Close.
+    first_byte: Option<u8>,
 }
 
 impl MasterSession {
@@ -210,6 +247,7 @@ impl MasterSession {
             tx: TxQueue::default(),
             events: VecDeque::new(),
             traffic: None,
+            first_byte: None,
         }
     }
 
@@ -276,8 +314,9 @@ impl MasterSession {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Start | State::Confirming(..) => Some(self.created + self.cfg.handshake_timeout),
-            State::Open(_) | State::Legacy(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Start | State::Confirming(..) => Some(self.created + self.opening_timeout()),
+            State::Open(_) => Some(self.live.deadline(&self.cfg.keepalive)),
+            State::Legacy(_) => Some(self.live.last_heard() + self.cfg.legacy_idle),
             State::Closed => None,
         }
     }
@@ -286,15 +325,26 @@ impl MasterSession {
     pub fn handle_timeout(&mut self, now: Clock) {
         match self.state {
             State::Start | State::Confirming(..) => {
-                if now.mono >= self.created + self.cfg.handshake_timeout {
-                    let secs = self.cfg.handshake_timeout.as_secs_f32();
+                let limit = self.opening_timeout();
+                if now.mono >= self.created + limit {
+                    let secs = limit.as_secs_f32();
                     self.close(
                         CloseCode::HandshakeTimeout,
                         &format!("no handshake within {secs} s"),
                     );
                 }
             }
-            State::Open(_) | State::Legacy(_) => {
+            State::Legacy(_) => {
+                let idle = self.cfg.legacy_idle;
+                if now.mono >= self.live.last_heard() + idle {
+                    let reason = format!(
+                        "evicted: legacy v1 connection idle for {} s",
+                        idle.as_secs()
+                    );
+                    self.close(CloseCode::Evicted, &reason);
+                }
+            }
+            State::Open(_) => {
                 if self.live.is_dead(&self.cfg.keepalive, now.mono) {
                     let k = self.cfg.keepalive;
                     let reason = format!(
@@ -320,6 +370,11 @@ impl MasterSession {
         keys: &dyn KeyLookup,
         entropy: &mut dyn Entropy,
     ) {
+        if self.first_byte.is_none() {
+            // Which wire the peer opened with decides what a refusal may
+            // write back (a v1 client cannot parse a v2 Close).
+            self.first_byte = data.first().copied();
+        }
         receive(self, data, |s, frame| {
             s.handle_frame(frame, now, keys, entropy)
         });
@@ -351,6 +406,16 @@ impl MasterSession {
         });
     }
 
+    /// Refuses a peer the session had let join (the master's registry
+    /// found its uuid belongs to an authenticated agent): drops the replies
+    /// not yet written (a key reply, a Welcome) so the refused peer gets
+    /// nothing but the close, then closes with `code` and `reason` (a v2
+    /// peer reads a Close; a legacy one is hung up on).
+    pub fn refuse(&mut self, code: CloseCode, reason: &str) {
+        self.tx.clear();
+        self.close(code, reason);
+    }
+
     /// Sends a push to a joined v2 agent.
     pub fn send_push(&mut self, push: &v2::Push) -> Result<(), SendError> {
         self.send_v2(&Message::Push(push.clone()))
@@ -372,9 +437,9 @@ impl MasterSession {
 
     /// Sends a legacy fan-out frame (type 6) to a v1 connection that
     /// registered for pushes, with its own uuid and flags, as the PHP
-    /// master did. `body` is [`v1::fanout`] of the report body, made once
-    /// for all subscribers.
-    pub fn send_legacy_fanout(&mut self, body: &SharedBody) -> Result<(), SendError> {
+    /// master did: the success or the "request a key first" body by the
+    /// cipher flag it registered with, each made once for all subscribers.
+    pub fn send_legacy_fanout(&mut self, fanout: &LegacyFanout) -> Result<(), SendError> {
         let State::Legacy(Legacy {
             subscription: Some((cipher, compress)),
             ..
@@ -384,7 +449,7 @@ impl MasterSession {
         };
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let e = legacy_encode(MsgType::Push, uuid, cipher, compress, self.cfg.max_frame);
-        let bytes = encode_shared(&e, body, None).map_err(SendError::Encode)?;
+        let bytes = encode_shared(&e, fanout.body(cipher), None).map_err(SendError::Encode)?;
         self.queue(bytes)
     }
 
@@ -516,6 +581,27 @@ impl MasterSession {
                     frame_error: None,
                 });
             }
+            // A legacy client cannot read a v2 Close: refusals hang up
+            // without a reply, the reason goes to the log and counters.
+            if let Some(reason) = malformed_uuid(&h.uuid) {
+                return self.finish(CloseInfo {
+                    code: CloseCode::Protocol,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
+            let who = Unauthenticated::LegacyV1;
+            if let Some(reason) = unauthenticated_claim(&h.uuid, keys, who) {
+                self.events
+                    .push_back(MasterEvent::IdentityRefused { uuid: h.uuid, who });
+                return self.finish(CloseInfo {
+                    code: CloseCode::AuthFailed,
+                    reason,
+                    by_peer: false,
+                    frame_error: None,
+                });
+            }
             let peer = Peer {
                 uuid: h.uuid,
                 version: Version::V1,
@@ -525,6 +611,7 @@ impl MasterSession {
                 minor: 0,
                 software: String::new(),
                 key_id: 0,
+                inbox: None,
             };
             self.peer = Some(peer.clone());
             self.state = State::Legacy(Legacy {
@@ -545,6 +632,7 @@ impl MasterSession {
             minor: 0,
             software: String::new(),
             key_id: 0,
+            inbox: None,
         });
         if h.msg_type != MsgType::Hello {
             self.state = State::Start;
@@ -557,10 +645,14 @@ impl MasterSession {
             self.state = State::Start;
             return self.close(CloseCode::Protocol, "hello must not be compressed");
         }
+        if let Some(reason) = malformed_uuid(&h.uuid) {
+            self.state = State::Start;
+            return self.close(CloseCode::Protocol, &reason);
+        }
         if h.cipher {
             self.sealed_hello(frame, now, keys, entropy);
         } else {
-            self.plain_hello(frame, now);
+            self.plain_hello(frame, now, keys);
         }
     }
 
@@ -596,7 +688,7 @@ impl MasterSession {
                 );
             }
         };
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &payload) {
+        let hello = match v2::Hello::decode(&payload) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -633,7 +725,7 @@ impl MasterSession {
         }
     }
 
-    fn plain_hello(&mut self, frame: Frame, now: Clock) {
+    fn plain_hello(&mut self, frame: Frame, now: Clock, keys: &dyn KeyLookup) {
         let uuid = frame.header.uuid;
         self.state = State::Start;
         if !self.cfg.allow_plaintext {
@@ -642,7 +734,13 @@ impl MasterSession {
                 "plaintext sessions are disabled on this master: give the agent a key file",
             );
         }
-        let hello: v2::Hello = match v2::decode(MsgType::Hello, &frame.body) {
+        let who = Unauthenticated::Plaintext;
+        if let Some(reason) = unauthenticated_claim(&uuid, keys, who) {
+            self.events
+                .push_back(MasterEvent::IdentityRefused { uuid, who });
+            return self.close(CloseCode::AuthFailed, &reason);
+        }
+        let hello = match v2::Hello::decode(&frame.body) {
             Ok(h) => h,
             Err(e) => return self.bad_frame(e),
         };
@@ -666,6 +764,7 @@ impl MasterSession {
             minor: hello.minor,
             software: clip(&hello.software, v2::MAX_NAME),
             key_id: 0,
+            inbox: hello.inbox,
         }
     }
 
@@ -711,8 +810,15 @@ impl MasterSession {
 
     fn v1_frame(&mut self, frame: Frame, now: Clock, entropy: &mut dyn Entropy) {
         let h = frame.header;
-        let body = match open_body(frame, None, self.cfg.max_frame) {
-            Ok(b) => b,
+        let body = match legacy::open_request(frame, self.cfg.max_frame) {
+            Ok((b, flagged)) => {
+                if let Some(kind) = flagged {
+                    let t = self.traffic.get_or_insert_with(Box::default);
+                    let n = &mut t.legacy_compress_flag[kind.index()];
+                    *n = n.wrapping_add(1);
+                }
+                b
+            }
             Err(e) => return self.bad_frame(e),
         };
         let State::Legacy(legacy) = &mut self.state else {
@@ -727,11 +833,9 @@ impl MasterSession {
                     self.send_legacy(MsgType::Welcome, &v1::key_reply(&text), false, h.compress);
             }
             MsgType::Heartbeat => {
-                let body = if h.cipher && legacy.key.is_none() {
-                    v1::need_key_reply()
-                } else {
-                    v1::heartbeat_reply(now.unix_ms / 1000)
-                };
+                // Observed: success with the cipher flag echoed and a
+                // plaintext body, key or no key (it never encrypted).
+                let body = v1::heartbeat_reply(now.unix_ms / 1000);
                 let _ = self.send_legacy(MsgType::HeartbeatAck, &body, h.cipher, h.compress);
             }
             MsgType::Subscribe => match v1::check_subscribe(&body) {
@@ -779,7 +883,8 @@ impl MasterSession {
         }
         let reason = format!("bad frame: {e}");
         // An unknown version may be a newer peer: tell it in the one
-        // message every version understands.
+        // message every version understands (unless it spoke v1, which
+        // does not).
         if let FrameError::UnknownVersion(_) = e {
             let close = Message::Close(Close {
                 code: CloseCode::UnsupportedVersion,
@@ -793,7 +898,9 @@ impl MasterSession {
                 v1_cipher_flag: false,
                 max_frame: self.cfg.max_frame,
             };
-            if let Ok(bytes) = encode(&enc, &close.to_body(), None) {
+            if !self.reads_only_v1()
+                && let Ok(bytes) = encode(&enc, &close.to_body(), None)
+            {
                 self.tx.push_final(bytes);
             }
             return self.finish(CloseInfo {
@@ -814,6 +921,9 @@ impl MasterSession {
 
     /// Queues a Close frame where the peer can read one (v2 only).
     fn send_close(&mut self, code: CloseCode, reason: &str) {
+        if self.reads_only_v1() {
+            return;
+        }
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
         let msg = Message::Close(Close {
             code,
@@ -835,6 +945,30 @@ impl MasterSession {
         };
         if let Ok(bytes) = encode(&e, &msg.to_body(), seal) {
             self.tx.push_final(bytes);
+        }
+    }
+
+    /// Whether the peer may speak only v1, so that any v2 frame is garbage
+    /// to it: the original closed such connections without a word. True
+    /// when its first byte was 1, and, with `--legacy-v1`, while it has
+    /// sent nothing at all (v2 agents open with a Hello at once; a silent
+    /// peer may be an old client).
+    fn reads_only_v1(&self) -> bool {
+        match self.first_byte {
+            Some(b) => b == Version::V1.as_u8(),
+            None => self.cfg.legacy_v1,
+        }
+    }
+
+    /// How long a connection may take to open: the handshake timeout, or
+    /// for a peer that may be an old v1 client the legacy idle time, as
+    /// the original kept a connection open until its idle check whether
+    /// or not a frame had come.
+    fn opening_timeout(&self) -> Duration {
+        if self.cfg.legacy_v1 && self.reads_only_v1() {
+            self.cfg.handshake_timeout.max(self.cfg.legacy_idle)
+        } else {
+            self.cfg.handshake_timeout
         }
     }
 

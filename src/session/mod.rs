@@ -20,6 +20,10 @@ use crate::proto::crypto::Ephemeral;
 use crate::proto::{Frame, FrameDecoder, FrameError};
 
 pub mod dedup;
+#[cfg(feature = "master")]
+pub mod identity;
+#[cfg(feature = "master")]
+pub mod legacy;
 pub mod liveness;
 pub mod outbox;
 
@@ -222,6 +226,9 @@ pub struct Traffic {
     pub bytes_in: u32,
     /// Bytes queued for sending.
     pub bytes_out: u32,
+    /// v1 requests with the compress flag set, by what their body was
+    /// (indexed by `legacy::FlaggedBody::index`).
+    pub legacy_compress_flag: [u32; 3],
 }
 
 impl Traffic {

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::agent::{AgentConfig, AgentEvent, AgentSession};
 use super::dedup::RecentIds;
+use super::legacy::LegacyFanout;
 use super::liveness::Keepalive;
 use super::master::{KeyLookup, MasterConfig, MasterEvent, MasterSession};
 use super::outbox::{Outbox, OutboxLimits};
 use super::{Clock, CloseInfo, Entropy, EntropyFailed};
 use crate::proto::frame::{Compress, Encode, SharedBody, encode};
 use crate::proto::v2::{self, AckStatus, CloseCode, Message, Role};
-use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version, v1};
+use crate::proto::{FrameDecoder, HEADER_LEN, MsgType, Uuid, Version};
 
 const PSK: [u8; 32] = [0x42; 32];
 
@@ -368,16 +369,53 @@ fn keepalive_comes_from_the_master() {
 
 #[test]
 fn handshake_timeout_on_a_silent_connection() {
-    let t0 = Clock {
-        mono: Instant::now(),
-        unix_ms: 0,
-    };
-    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    let t0 = now();
+    let mut m = MasterSession::new(Arc::new(MasterConfig::default()), t0);
     assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(10)));
     m.handle_timeout(t0.advance(Duration::from_secs(9)));
     assert!(!m.is_closed());
     m.handle_timeout(t0.advance(Duration::from_secs(10)));
     assert!(m.is_closed());
+    assert!(m.poll_transmit().is_some(), "a v2 peer is told why");
+}
+
+#[test]
+fn with_legacy_v1_a_silent_connection_waits_the_legacy_idle_time() {
+    // It may be an old client that connects first and talks later: the
+    // original kept it until its idle check, and closed without a word.
+    let t0 = now();
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(150)));
+    m.handle_timeout(t0.advance(Duration::from_secs(149)));
+    assert!(!m.is_closed());
+    m.handle_timeout(t0.advance(Duration::from_secs(150)));
+    assert!(m.is_closed());
+    assert!(m.poll_transmit().is_none());
+    // A peer whose first bytes are v2 still gets the handshake timeout.
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    m.handle_input(&[2, 1], t0, &OneKey(uuid(), PSK), &mut Seq(1));
+    assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(10)));
+}
+
+#[test]
+fn legacy_connection_idle_time_is_its_own() {
+    let t0 = now();
+    let mut m = MasterSession::new(Arc::new(master_cfg()), t0);
+    m.handle_input(
+        &v1_frame(3, 0, 0, b""),
+        t0,
+        &OneKey(uuid(), PSK),
+        &mut Seq(1),
+    );
+    assert!(m.poll_transmit().is_some());
+    // The v2 rule (10 s x 3) does not apply...
+    m.handle_timeout(t0.advance(Duration::from_secs(149)));
+    assert!(!m.is_closed());
+    // ...the legacy idle time does, and nothing is written.
+    assert_eq!(m.poll_timeout(), Some(t0.mono + Duration::from_secs(150)));
+    m.handle_timeout(t0.advance(Duration::from_secs(150)));
+    assert!(m.is_closed());
+    assert!(m.poll_transmit().is_none());
 }
 
 fn push(id: u64) -> Arc<v2::Push> {
@@ -755,8 +793,7 @@ fn legacy_subscribe_and_fanout() {
         })
         .unwrap();
     assert_eq!(body, report);
-    sub.send_legacy_fanout(&SharedBody::new(v1::fanout(&body)))
-        .unwrap();
+    sub.send_legacy_fanout(&LegacyFanout::new(body)).unwrap();
     let f = sub.poll_transmit().unwrap();
     assert_eq!(&f[..4], &[1, 6, 0, 0]);
     assert_eq!(

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod legacy;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_edge-gw");
 
 /// A fresh temporary directory, removed on drop.

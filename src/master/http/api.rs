@@ -8,20 +8,22 @@
 //! | GET | `/api/agents` | every agent, summary |
 //! | GET | `/api/agents/{uuid}` | one agent with health and history |
 //! | DELETE | `/api/agents/{uuid}` | kick (`?forget=1`: forget an offline agent) |
-//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}`; 404 no target, 413 too large, 429 / 507 a queue is full (messages / bytes) |
+//! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}` (`"undeliverable"`: targets whose inbox is too small); 400 empty group name, 404 no target, 413 too large (for the frame, or for every target's inbox), 429 / 507 a queue is full (messages / bytes) |
 //! | GET | `/api/pushes/{id}` | per-agent delivery state |
 //! | GET | `/api/events` | Server-Sent Events: join, leave, health, push_delivered |
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::counters::{Refusal, Timeout};
 use super::json_views::agent_json;
 use super::reply::Reply;
 use super::request::Request;
-use crate::master::registry::Delivery;
+use crate::master::registry::{Delivery, inbox_fit};
 use crate::master::{Master, PushError};
 use crate::proto::Uuid;
 use crate::proto::v2;
+use crate::session::legacy::FlaggedBody;
 use crate::session::outbox::OverflowKind;
 
 /// Answers a request under `/api/` whose token `routes` has
@@ -59,14 +61,7 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
                     &json!({
                         "id": st.id,
                         "accepted_unix_ms": st.unix_ms,
-                        "targets": st.targets.iter().map(|(u, d)| json!({
-                            "uuid": u.to_string(),
-                            "state": match d {
-                                Delivery::Queued => "queued",
-                                Delivery::Delivered => "delivered",
-                                Delivery::Cancelled => "cancelled",
-                            }
-                        })).collect::<Vec<_>>(),
+                        "targets": st.targets.iter().map(|(u, d)| target_json(u, *d)).collect::<Vec<_>>(),
                     }),
                 ),
                 None => Reply::error(
@@ -81,6 +76,24 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
         }
         _ => Reply::error(404, "no such API path"),
     }
+}
+
+/// One target of a push status: its state, and why when it is final
+/// without delivery.
+fn target_json(u: &Uuid, d: Delivery) -> Value {
+    let state = match d {
+        Delivery::Queued => "queued",
+        Delivery::Delivered => "delivered",
+        Delivery::Cancelled => "cancelled",
+        Delivery::Undeliverable { inbox_bytes } => {
+            return json!({
+                "uuid": u.to_string(),
+                "state": "undeliverable",
+                "reason": format!("push body larger than the agent's push inbox ({inbox_bytes} bytes)"),
+            });
+        }
+    };
+    json!({ "uuid": u.to_string(), "state": state })
 }
 
 fn kick(m: &Master, r: &Request, uuid: &str) -> Reply {
@@ -128,6 +141,11 @@ async fn push(m: &Master, r: &Request) -> Reply {
             );
         }
     };
+    // "group:" names no group: resolved, it would match every agent
+    // without one, which nobody asking for a group means.
+    if to == "group:" {
+        return Reply::error(400, "empty group name in \"to\": use \"group:NAME\"");
+    }
     let sender = v.get("sender").and_then(Value::as_str).unwrap_or("api");
     let mut targets = m.lock_registry().resolve(to);
     // A device with its own key that has not connected yet can be pushed
@@ -144,8 +162,27 @@ async fn push(m: &Master, r: &Request) -> Reply {
     if targets.is_empty() {
         return Reply::error(404, &format!("no agent matches {to:?}"));
     }
+    // Targets whose announced inbox can never hold it: refused when that is
+    // every target, else left out and marked undeliverable.
+    let too_small = m.lock_registry().inbox_too_small(&targets, body.len());
+    if too_small.len() == targets.len() {
+        m.lock_registry().push_refused_for_inbox();
+        return Reply::error(413, &inbox_fit::refusal(&too_small, body.len()));
+    }
+    targets.retain(|u| !too_small.iter().any(|t| t.uuid == *u));
     let group = to.strip_prefix("group:").unwrap_or("");
     match m.accept_push(&targets, sender, group, body).await {
+        Ok(id) if !too_small.is_empty() => {
+            m.lock_registry().mark_undeliverable(id, &too_small);
+            Reply::json(
+                202,
+                &json!({
+                    "id": id,
+                    "targets": targets.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                    "undeliverable": too_small.iter().map(|t| t.uuid.to_string()).collect::<Vec<_>>(),
+                }),
+            )
+        }
         Ok(id) => Reply::json(
             202,
             &json!({ "id": id, "targets": targets.iter().map(|u| u.to_string()).collect::<Vec<_>>() }),
@@ -176,6 +213,15 @@ fn status(m: &Master) -> Value {
     let queued: usize = reg.agents().map(|a| a.outbox.len()).sum();
     let st = m.store_stats();
     let s = m.settings();
+    let hc = m.http_counters();
+    let refused: serde_json::Map<String, Value> = Refusal::ALL
+        .iter()
+        .map(|&r| (r.name().to_string(), json!(hc.refused_count(r))))
+        .collect();
+    let timed_out: serde_json::Map<String, Value> = Timeout::ALL
+        .iter()
+        .map(|&t| (t.name().to_string(), json!(hc.timed_out_count(t))))
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": reg.started.elapsed().as_secs(),
@@ -206,17 +252,33 @@ fn status(m: &Master) -> Value {
             "reports": c.reports,
             "fanout": c.fanout,
             "fanout_dropped": c.fanout_dropped,
+            "fanout_dropped_too_large": c.fanout_dropped_too_large,
             "send_failures": c.send_failures,
+            "legacy_compress_flag": FlaggedBody::ALL
+                .iter()
+                .map(|k| (k.name(), c.legacy_compress_flag[k.index()]))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            "identity_refused": c.identity_refused,
             "watchers": m.watchers().len(),
             "watchers_dropped": m.watchers().dropped.load(std::sync::atomic::Ordering::Relaxed),
+        },
+        "http": {
+            "connections": m.http_admission().open(),
+            "refused": refused,
+            "timed_out": timed_out,
         },
         "settings": {
             "listen": s.listen,
             "heartbeat_s": s.heartbeat.as_secs(),
             "miss_limit": s.miss_limit,
             "legacy_v1": s.legacy_v1,
+            "legacy_idle_timeout_s": s.legacy_idle_timeout.as_secs(),
             "allow_plaintext": s.allow_plaintext,
             "max_connections": s.max_connections,
+            "http_max_connections": s.http_max_connections,
+            "http_per_ip": s.http_per_ip,
+            "http_request_timeout_s": s.http_request_timeout.as_secs(),
+            "write_timeout_s": s.write_timeout.as_secs(),
         },
     })
 }

@@ -7,17 +7,18 @@
 //! events are published while the registry is locked.
 
 use std::collections::VecDeque;
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_listener::{Event, EventListener};
 use smol::future::FutureExt;
-use smol::io::AsyncWriteExt;
 use smol::{Async, Timer};
 
+use super::counters::Timeout;
 use super::json_views::{agent_json, point_json};
+use super::timed_io::{WriteFail, write_within};
 use crate::master::Master;
 use crate::master::registry::{FleetEvent, Registry};
 
@@ -144,11 +145,15 @@ fn sse(e: &FleetEvent, reg: &Registry) -> String {
 }
 
 /// Streams fleet events as Server-Sent Events on `stream` until the client
-/// leaves, falls behind, or the master stops. The server hands a connection
-/// over here after `GET /api/events`; the connection is not reused after.
-pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>) {
+/// leaves, falls behind, stops reading, or the master stops. The server
+/// hands a connection over here after `GET /api/events`; the connection is
+/// not reused after.
+pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>, ip: IpAddr) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n: edge-gw fleet events\n\n";
-    if stream.write_all(head.as_bytes()).await.is_err() {
+    if send(master, &mut stream, ip, head.as_bytes())
+        .await
+        .is_err()
+    {
         return;
     }
     let w = master.watchers().add();
@@ -156,9 +161,13 @@ pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>) {
         let listener = w.listen();
         let msgs = w.take();
         if w.overflowed.load(Ordering::Relaxed) {
-            let _ = stream
-                .write_all(b"event: overflow\ndata: {\"error\":\"too slow, reconnect\"}\n\n")
-                .await;
+            let _ = send(
+                master,
+                &mut stream,
+                ip,
+                b"event: overflow\ndata: {\"error\":\"too slow, reconnect\"}\n\n",
+            )
+            .await;
             break;
         }
         if !msgs.is_empty() {
@@ -166,7 +175,7 @@ pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>) {
             for m in msgs {
                 out.extend_from_slice(m.as_bytes());
             }
-            if stream.write_all(&out).await.is_err() {
+            if send(master, &mut stream, ip, &out).await.is_err() {
                 break;
             }
             continue;
@@ -190,9 +199,34 @@ pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>) {
             Timer::after(Duration::from_secs(15)).await;
             false
         };
-        if !ev.or(stop).or(tick).await && stream.write_all(b": keepalive\n\n").await.is_err() {
+        if !ev.or(stop).or(tick).await
+            && send(master, &mut stream, ip, b": keepalive\n\n")
+                .await
+                .is_err()
+        {
             break;
         }
     }
     master.watchers().remove(&w);
+}
+
+/// One write to the stream, bounded by `write_timeout` like the agents'
+/// writes: a client that stops reading would otherwise keep the socket
+/// (and the kernel its buffers) for as long as it answers window probes.
+/// A stalled write is counted and logged; a failed one (client gone) is
+/// not, as that is how streams normally end.
+async fn send(
+    master: &Master,
+    stream: &mut Async<TcpStream>,
+    ip: IpAddr,
+    bytes: &[u8],
+) -> Result<(), WriteFail> {
+    let limit = master.settings().write_timeout;
+    let r = write_within(stream, bytes, limit).await;
+    if r == Err(WriteFail::Stalled) {
+        master
+            .http_counters()
+            .note_timeout(ip, Timeout::Write, limit);
+    }
+    r
 }

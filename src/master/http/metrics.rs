@@ -5,11 +5,13 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use super::counters::{Refusal, Timeout};
 use crate::master::Master;
 use crate::master::registry::Agent;
 use crate::master::registry::{Latest, Point};
 use crate::proto::MsgType;
 use crate::proto::v2::CloseCode;
+use crate::session::legacy::FlaggedBody;
 
 /// Escapes a label value.
 fn esc(s: &str) -> String {
@@ -131,6 +133,18 @@ pub fn render(m: &Master) -> String {
         );
     }
     o.head(
+        "edge_gw_legacy_compress_flag_total",
+        "counter",
+        "v1 requests with the compress flag, by body: inflated, empty, not_zlib (taken as plain).",
+    );
+    for kind in FlaggedBody::ALL {
+        o.val(
+            "edge_gw_legacy_compress_flag_total",
+            &format!("body=\"{}\"", kind.name()),
+            c.legacy_compress_flag[kind.index()],
+        );
+    }
+    o.head(
         "edge_gw_frames_total",
         "counter",
         "Frames by message type and direction.",
@@ -193,6 +207,24 @@ pub fn render(m: &Master) -> String {
         c.fanout_dropped,
     );
     o.one(
+        "edge_gw_fanout_dropped_too_large_total",
+        "counter",
+        "Legacy reports not forwarded to a subscriber: the escaped fan-out frame exceeds max_frame.",
+        c.fanout_dropped_too_large,
+    );
+    o.head(
+        "edge_gw_identity_refused_total",
+        "counter",
+        "Unauthenticated sessions refused for claiming an authenticated uuid, by wire.",
+    );
+    for w in ["v1", "plaintext"] {
+        o.val(
+            "edge_gw_identity_refused_total",
+            &format!("wire=\"{w}\""),
+            c.identity_refused.get(w).copied().unwrap_or(0),
+        );
+    }
+    o.one(
         "edge_gw_send_failures_total",
         "counter",
         "Frames that could not be queued to a connection.",
@@ -210,6 +242,37 @@ pub fn render(m: &Master) -> String {
         "Event streams dropped for falling behind.",
         m.watchers().dropped.load(Ordering::Relaxed),
     );
+    o.one(
+        "edge_gw_http_connections",
+        "gauge",
+        "Open HTTP connections (API, metrics, dashboard, event streams).",
+        m.http_admission().open(),
+    );
+    let hc = m.http_counters();
+    o.head(
+        "edge_gw_http_connections_refused_total",
+        "counter",
+        "HTTP connections closed on accept, by reason (max_connections, per_ip).",
+    );
+    for r in Refusal::ALL {
+        o.val(
+            "edge_gw_http_connections_refused_total",
+            &format!("reason=\"{}\"", r.name()),
+            hc.refused_count(r),
+        );
+    }
+    o.head(
+        "edge_gw_http_connections_timed_out_total",
+        "counter",
+        "HTTP connections closed for taking too long, by reason (request: not sent in http_request_timeout; write: not read in write_timeout).",
+    );
+    for t in Timeout::ALL {
+        o.val(
+            "edge_gw_http_connections_timed_out_total",
+            &format!("reason=\"{}\"", t.name()),
+            hc.timed_out_count(t),
+        );
+    }
 
     // Values are printed from the figures the agent measured (CPU in
     // permille, load in hundredths), rounded back from the f32 history

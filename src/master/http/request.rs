@@ -29,8 +29,8 @@ pub struct Request {
 
 impl Request {
     /// A query parameter by name, so handlers can read options such as
-    /// `?forget=1` or `?token=` (for clients that cannot set headers, like
-    /// `EventSource`) without scanning the pairs themselves.
+    /// `?forget=1` or `?token=` (for the event stream only: `EventSource`
+    /// cannot set headers) without scanning the pairs themselves.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -43,8 +43,13 @@ impl Request {
 /// before closing the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadError {
-    /// Connection closed or timed out between requests: nothing to answer.
+    /// Connection closed, or idle (no byte of a request) until its
+    /// deadline: nothing to answer.
     Closed,
+    /// The request was started but not complete by its deadline (slow or
+    /// slowloris client): counted, answered 408 if the socket takes it,
+    /// closed.
+    TimedOut,
     /// Malformed request: answer with this status and message, then close,
     /// because the rest of the stream cannot be trusted to be in step.
     Bad(u16, String),

@@ -13,6 +13,9 @@ use super::reply::Reply;
 use super::request::Request;
 use crate::master::Master;
 
+/// The event stream's path: the one API path that takes `?token=`.
+const EVENTS_PATH: &str = "/api/events";
+
 /// Routes one request to its handler. Async because a push waits for its
 /// fsync on the store thread.
 pub async fn route(m: &Master, r: &Request) -> Reply {
@@ -36,7 +39,14 @@ pub async fn route(m: &Master, r: &Request) -> Reply {
             body: b"ok\n".to_vec(),
         },
         _ if path.starts_with("/api/") => {
-            let token = r.bearer.as_deref().or(r.param("token"));
+            // `?token=` only where a header cannot be set: the browser's
+            // `EventSource`. Elsewhere a token in the address would end up
+            // in proxy logs, browser history and Referer headers, and it
+            // would let a plain link trigger a push or a kick.
+            let query_token = (r.method == "GET" && path == EVENTS_PATH)
+                .then(|| r.param("token"))
+                .flatten();
+            let token = r.bearer.as_deref().or(query_token);
             if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), m.token.as_bytes())) {
                 return Reply::error(
                     401,

@@ -419,7 +419,9 @@ impl Worker {
             return;
         }
         if let Err(e) = self.log.delivered_batch(dels) {
-            log::error!(
+            crate::log_limited!(
+                log::Level::Error,
+                "push_log.delivered_write",
                 "push log: cannot record {} deliveries: {e}; those pushes may be sent again after a restart",
                 dels.len()
             );
@@ -463,7 +465,11 @@ impl Worker {
             .log
             .accepted_batch(batch.iter().map(|r| (&r.push, r.targets.as_slice())));
         if let Err(e) = written {
-            log::error!(
+            // A full or failing disk refuses every push: one line per
+            // burst, not one per push (the API answers each with 507).
+            crate::log_limited!(
+                log::Level::Error,
+                "push_log.accepted_write",
                 "push log: cannot write or sync pushes {first}..={last}: {e}; all {} refused",
                 batch.len()
             );
@@ -521,7 +527,11 @@ impl Worker {
                 live.len(),
                 self.log.bytes()
             ),
-            Err(e) => log::error!("push log: compaction failed: {e}"),
+            Err(e) => crate::log_limited!(
+                log::Level::Error,
+                "push_log.compaction",
+                "push log: compaction failed: {e}"
+            ),
         }
     }
 
@@ -553,29 +563,11 @@ mod tests {
     use smol::future::{Future, poll_once};
 
     use super::*;
+    use crate::master::push_log::test_support::{push, uuid};
     use crate::session::outbox::OverflowKind;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "edge-gw-store-thread-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn uuid(s: &str) -> Uuid {
-        Uuid::from_text(s).unwrap()
-    }
-
-    fn push(body: &[u8]) -> v2::Push {
-        v2::Push {
-            id: 0,
-            sender: "test".into(),
-            group: String::new(),
-            body: body.to_vec(),
-        }
+        crate::master::push_log::test_support::tmpdir("store-thread", name)
     }
 
     /// A sink with room for everything that keeps what it is handed: the

@@ -19,6 +19,8 @@ pub mod committer;
 pub mod file;
 pub mod record;
 pub mod sink;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 #[cfg(test)]
 pub(crate) use committer::Worker;

@@ -20,15 +20,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn_handle::{Cmd, ConnHandle, ConnId};
-use crate::proto::v2::{CloseCode, Role, Scope};
+use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
 use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod identity;
+pub mod inbox_fit;
+pub mod oversize_fanout;
 pub mod pushes;
 pub mod reports;
 
+pub use identity::IdentityRefused;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{HISTORY_LEN, Latest, Point};
 
@@ -87,8 +91,15 @@ pub struct Agent {
     pub version: Option<Version>,
     /// Whether that session was sealed.
     pub sealed: bool,
+    /// Whether it has ever joined sealed this run: from then on its uuid
+    /// is an authenticated identity no unauthenticated session may claim
+    /// ([`identity`]).
+    pub authenticated: bool,
     /// Its software text.
     pub software: String,
+    /// The push inbox its last session announced (`None`: not told), kept
+    /// while offline so pushes that could never fit are refused then too.
+    pub inbox: Option<v2::InboxLimits>,
     /// CRC-32 of the key of the current or last sealed session.
     pub key_id: u32,
     /// The live connection, if online.
@@ -119,7 +130,9 @@ impl Agent {
             addr: None,
             version: None,
             sealed: false,
+            authenticated: false,
             software: String::new(),
+            inbox: None,
             key_id: 0,
             conn: None,
             connected_since: None,
@@ -178,8 +191,18 @@ pub struct Counters {
     pub fanout: u64,
     /// Fan-out messages dropped (subscriber queue full, then closed).
     pub fanout_dropped: u64,
+    /// Legacy fan-out messages not sent: the escaped report made a frame
+    /// over `max_frame` ([`oversize_fanout`]). One per subscriber missed.
+    pub fanout_dropped_too_large: u64,
     /// Sends that failed.
     pub send_failures: u64,
+    /// v1 requests with the compress flag, by what the body was
+    /// (`session::legacy::FlaggedBody`): old clients set the flag on plain
+    /// bodies, and an operator may want to know which do.
+    pub legacy_compress_flag: [u64; 3],
+    /// Unauthenticated sessions refused for claiming an authenticated
+    /// uuid, by kind (`v1`, `plaintext`): see [`identity`].
+    pub identity_refused: BTreeMap<&'static str, u64>,
 }
 
 /// An event for live watchers (the dashboard's SSE stream).
@@ -215,6 +238,8 @@ pub struct Registry {
     pub limits: OutboxLimits,
     /// Events not yet taken by the broadcaster.
     events: Vec<FleetEvent>,
+    /// What is needed to warn once per oversized legacy report.
+    oversize_fanout: oversize_fanout::OversizeFanout,
     /// Monotonic start, for uptime.
     pub started: Instant,
     next_conn: u64,
@@ -232,6 +257,7 @@ impl Registry {
             counters: Counters::default(),
             limits,
             events: Vec::new(),
+            oversize_fanout: oversize_fanout::OversizeFanout::default(),
             started: now,
             next_conn: 1,
         }
@@ -285,6 +311,13 @@ impl Registry {
     /// A connection's peer joined. A v2 agent already online with the same
     /// uuid is told to close (`replaced`): the newest session wins. The
     /// agent's unacked pushes are handed to the new session.
+    ///
+    /// An unauthenticated peer (v1, plaintext) claiming a uuid that has
+    /// joined sealed is refused first, before anything is touched: the
+    /// caller must close that connection (it stays without a uuid, so
+    /// nothing it sends reaches an agent). Counted; see [`identity`].
+    /// Returns the refusal, `None` when the peer joined. (Not a `Result`:
+    /// most callers, tests among them, join peers that cannot be refused.)
     pub fn joined(
         &mut self,
         id: ConnId,
@@ -292,14 +325,17 @@ impl Registry {
         addr: SocketAddr,
         mono: Instant,
         unix_ms: u64,
-    ) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
+    ) -> Option<IdentityRefused> {
+        if let Err(refused) = identity::check(self.agent(&peer.uuid), peer) {
+            self.identity_refused(refused.who);
+            return Some(refused);
+        }
+        // An unknown connection (closed meanwhile) has nothing to join.
+        let conn = self.conns.get_mut(&id)?;
         conn.uuid = Some(peer.uuid);
         conn.role = Some(peer.role);
         if peer.role == Role::Subscriber {
-            return;
+            return None;
         }
         let handle = conn.handle.clone();
         let a = self
@@ -328,7 +364,9 @@ impl Registry {
         a.addr = Some(addr);
         a.version = Some(peer.version);
         a.sealed = peer.sealed;
+        a.authenticated |= peer.sealed;
         a.software.clone_from(&peer.software);
+        a.inbox = peer.inbox;
         a.key_id = peer.key_id;
         a.conn = Some(handle);
         a.connected_since = Some((mono, unix_ms));
@@ -337,9 +375,11 @@ impl Registry {
         a.prev_net = None;
         // Unacked pushes are due again on the new session.
         a.outbox.disconnected();
+        inbox_fit::drop_unfit(a, &mut self.pushes);
         let limits = self.limits;
         a.hand_out(&limits, mono);
         self.events.push(FleetEvent::Join(peer.uuid));
+        None
     }
 
     /// Adds a session's traffic to the agent's and global counters.
@@ -351,6 +391,13 @@ impl Registry {
         }
         c.bytes_in += u64::from(t.bytes_in);
         c.bytes_out += u64::from(t.bytes_out);
+        for (sum, n) in c
+            .legacy_compress_flag
+            .iter_mut()
+            .zip(t.legacy_compress_flag)
+        {
+            *sum += u64::from(n);
+        }
         if let Some(a) = self.agent_of_mut(id) {
             a.stats.frames_in += t.total_in();
             a.stats.frames_out += t.total_out();
@@ -474,6 +521,7 @@ mod tests {
             minor: 0,
             software: "t".into(),
             key_id: 0,
+            inbox: None,
         }
     }
 

@@ -41,6 +41,12 @@ pub enum Delivery {
     Delivered,
     /// Removed without delivery (agent deleted).
     Cancelled,
+    /// Never queued: the body is larger than the push inbox the agent
+    /// announced (`inbox_bytes`), so it could never be taken.
+    Undeliverable {
+        /// The inbox size the agent announced, for the reason shown.
+        inbox_bytes: u32,
+    },
 }
 
 /// Status of a push, for the API.
@@ -93,6 +99,14 @@ impl PushTable {
             }
         }
         done
+    }
+
+    /// Adds a target that was never queued (its state is final, so the
+    /// push's liveness does not change). Nothing if the status is gone.
+    pub(super) fn add_target(&mut self, push_id: u64, uuid: Uuid, d: Delivery) {
+        if let Some(st) = self.statuses.get_mut(&push_id) {
+            st.targets.push((uuid, d));
+        }
     }
 
     /// Records a newly queued push.

@@ -14,8 +14,8 @@ use std::time::Instant;
 use super::{Conn, FleetEvent, Registry};
 use crate::master::conn_handle::{Cmd, ConnId};
 use crate::proto::frame::SharedBody;
-use crate::proto::v1;
 use crate::proto::v2::{self, CloseCode, Scope};
+use crate::session::legacy::LegacyFanout;
 
 /// Health points kept per agent for charts.
 pub const HISTORY_LEN: usize = 120;
@@ -139,8 +139,8 @@ impl Registry {
             self.events.push(FleetEvent::Health(uuid, p));
         }
         if !self.legacy_subscribers.is_empty() {
-            let body = SharedBody::new(v1::fanout(&body));
-            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(body)));
+            let fanout = LegacyFanout::new(body);
+            self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(fanout)));
         }
     }
 

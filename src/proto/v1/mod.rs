@@ -13,8 +13,8 @@
 //! * heartbeat (type 3) → [`heartbeat_reply`];
 //! * subscribe (type 5) → [`check_subscribe`]; nothing is sent on success,
 //!   [`bad_body_reply`] then close on failure;
-//! * report (type 7) → [`fanout`] to every subscriber;
-//! * a reply that asked for encryption → [`need_key_reply`].
+//! * report (type 7) → [`fanout`] to every subscriber, [`need_key_fanout`]
+//!   to those that registered with the cipher flag.
 //!
 //! The agent writes its own report body with [`report_body`]; that part has
 //! no JSON parser behind it, so it also builds without the `master` feature.
@@ -127,6 +127,24 @@ pub fn fanout(report_body: &[u8]) -> Vec<u8> {
     })
 }
 
+/// Body pushed for one report to a subscriber that registered with the
+/// cipher flag:
+/// `{"errCode":-1,"msg":"请先请求密钥","data":"<report body as a JSON string>"}`
+/// (the message as `\uxxxx` escapes).
+///
+/// The original never encrypted: it overwrote `errCode` and `msg` of the
+/// [`fanout`] it was about to send and left `data` as it was, whether or
+/// not the subscriber had asked for a key. Old clients may branch on
+/// `errCode`, so edge-gw sends the same bytes. Non-UTF-8 bodies are
+/// converted as in [`fanout`].
+#[must_use]
+pub fn need_key_fanout(report_body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(report_body);
+    envelope(ERR_FAIL, MSG_NEED_KEY, report_body.len() * 2, |o| {
+        o.field_str("data", &text);
+    })
+}
+
 /// Reply to a malformed subscribe body, sent before closing the connection:
 /// `{"errCode":-1,"msg":"错误格式的消息体","data":<decoded body or null>}`
 /// (the message as `\uxxxx` escapes).
@@ -149,12 +167,10 @@ pub fn bad_body_reply(decoded: Option<&serde_json::Value>) -> Vec<u8> {
 /// `{"errCode":-1,"msg":"请先请求密钥","data":null}` (the message as
 /// `\uxxxx` escapes).
 ///
-/// Note: the legacy server overwrote only `errCode` and `msg` of the reply
-/// it was about to send, so its `data` still held that reply's payload (for
-/// a subscriber with the cipher flag set, the report text of every fan-out).
-/// Sending the payload back in clear under an error is pointless, hence
-/// `null` here; to reproduce the legacy bytes exactly, use
-/// `reply_raw(ERR_FAIL, MSG_NEED_KEY, data_json)`.
+/// The master does not send this: observed, the original answered a
+/// cipher-flagged heartbeat with success and a cipher-flagged subscriber's
+/// fan-out with [`need_key_fanout`] (the error *with* the report as
+/// `data`). Kept for tools that want the bare error.
 #[must_use]
 pub fn need_key_reply() -> Vec<u8> {
     reply_raw(ERR_FAIL, MSG_NEED_KEY, b"null")
@@ -336,6 +352,14 @@ mod tests {
         assert_eq!(
             text(need_key_reply()),
             r#"{"errCode":-1,"msg":"\u8bf7\u5148\u8bf7\u6c42\u5bc6\u94a5","data":null}"#
+        );
+    }
+
+    #[test]
+    fn need_key_fanout_bytes() {
+        assert_eq!(
+            text(need_key_fanout(br#"{"code":"demo","p":"/"}"#)),
+            r#"{"errCode":-1,"msg":"\u8bf7\u5148\u8bf7\u6c42\u5bc6\u94a5","data":"{\"code\":\"demo\",\"p\":\"\/\"}"}"#
         );
     }
 
