@@ -84,6 +84,11 @@ fn agent_survives_sighup_and_reconnects_only_on_a_relevant_change() {
             .filter(|x| x["online"] == true && x["group"] == "after")
     });
     assert_eq!(moved["counters"]["sessions"], 2);
+    let why = moved["last_close"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("agent reloading its settings"),
+        "the master is told why the session ended: {moved}"
+    );
     let log = a.log_text();
     assert!(log.contains("SIGHUP: group changed; reconnecting"), "{log}");
     assert_eq!(count(&log, "stopping"), 0, "{log}");

@@ -113,24 +113,26 @@ fn conn_config(run: &Resolved) -> conn::ConnConfig {
     }
 }
 
-/// The running connection task and the channel that stops it.
+/// The running connection task and the channel that stops it (carrying
+/// the reason its Close gives the master).
 struct Connection {
     task: smol::Task<()>,
-    stop: smol::channel::Sender<()>,
+    stop: smol::channel::Sender<&'static str>,
 }
 
 impl Connection {
     fn start(ex: &LocalExecutor<'_>, run: &Resolved, shared: &Shared) -> Connection {
-        let (stop, stop_rx) = smol::channel::bounded::<()>(1);
+        let (stop, stop_rx) = smol::channel::bounded::<&'static str>(1);
         Connection {
             task: ex.spawn(conn::run(conn_config(run), shared.clone(), stop_rx)),
             stop,
         }
     }
 
-    /// Closes the session (it sends its Close) and waits up to 2 s for it.
-    async fn stop(self) {
-        let _ = self.stop.send(()).await;
+    /// Closes the session with `reason` (it sends its Close) and waits up
+    /// to 2 s for it.
+    async fn stop(self, reason: &'static str) {
+        let _ = self.stop.send(reason).await;
         let done = async {
             self.task.await;
             true
@@ -176,7 +178,7 @@ async fn main(
                     continue;
                 };
                 if next.reconnect {
-                    connection.stop().await;
+                    connection.stop(conn::RELOADING).await;
                     connection = Connection::start(ex, &next.run, &shared);
                 }
                 if next.retime {
@@ -196,7 +198,7 @@ async fn main(
     // Give the session up to 2 s to send its Close, and a running hook
     // what is left of them to finish (its outcome is then recorded).
     let deadline = Instant::now() + Duration::from_secs(2);
-    connection.stop().await;
+    connection.stop(conn::STOPPED).await;
     while !shared.state.borrow().journal.running().is_empty() && Instant::now() < deadline {
         smol::Timer::after(Duration::from_millis(50)).await;
     }
