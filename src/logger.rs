@@ -1,10 +1,11 @@
-//! A small stderr logger for the `log` facade.
+//! A small logger for the `log` facade.
 //!
-//! One line per record: `  UPTIME LEVEL target: message`, where UPTIME is
-//! seconds.milliseconds since [`init`]. Routers often boot with the clock at
-//! 1970 and set it later (if ever), so wall-clock stamps would be wrong or
-//! jump; a monotonic uptime is always right and lets lines be correlated
-//! with each other. Supervisors (procd, systemd) add real timestamps anyway.
+//! One line per record. Where it goes (stderr, the journal, syslog) and
+//! how it is stamped is [`crate::log_sink`]'s job; before the clock is
+//! sane the stamp is `  UPTIME LEVEL target: message`, where UPTIME is
+//! seconds.milliseconds since [`init`]: routers often boot with the clock
+//! at 1970 and set it later (if ever), and a monotonic uptime is always
+//! right and lets lines be correlated with each other.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -33,11 +34,8 @@ impl Log for StderrLogger {
             return;
         }
         let uptime = START.get().map_or(Duration::ZERO, Instant::elapsed);
-        let line = format_line(uptime, record);
-        // One write per line keeps lines from different threads whole.
-        // A failed write to stderr cannot be reported anywhere, so it is
-        // dropped rather than allowed to take the process down.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        // The sink (stderr, journal or syslog) and its stamp: log_sink.rs.
+        crate::log_sink::write(uptime, record);
     }
 
     fn flush(&self) {
@@ -45,8 +43,9 @@ impl Log for StderrLogger {
     }
 }
 
-/// Formats one record, newline included.
-fn format_line(uptime: Duration, record: &Record<'_>) -> String {
+/// Formats one record with its uptime stamp, newline included: the
+/// stderr line before the clock is sane ([`crate::log_sink`]).
+pub(crate) fn format_line(uptime: Duration, record: &Record<'_>) -> String {
     format!(
         "{:>6}.{:03} {:<5} {}: {}\n",
         uptime.as_secs(),

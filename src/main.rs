@@ -26,9 +26,10 @@ fn main() -> ExitCode {
         Command::Run {
             level,
             verbosity,
+            log_to,
             action,
         } => {
-            logging::init(level, verbosity);
+            logging::init(level, verbosity, log_to);
             match action {
                 Action::Master(opts) => roles::run_master(opts),
                 Action::Agent(opts) => roles::run_agent(opts),

@@ -110,7 +110,7 @@ fn local_socket_custom_metrics_and_inbox() {
         let o = run(&["inbox"]);
         o.status.success().then_some(o.stdout)
     });
-    assert_eq!(got, b"via the socket");
+    assert_eq!(got, b"via the socket\n", "text ends with a newline");
     wait_for(T, "the ack", || {
         let st = m.get(&format!("/api/pushes/{id}"));
         (st["targets"][0]["state"] == "delivered").then_some(())

@@ -337,7 +337,7 @@ fn inbox_reader_answered_ok_never_sees_the_push_again() {
     };
     let got = take(&r.state());
     assert!(got.status.success(), "{got:?}");
-    assert_eq!(got.stdout, b"via the socket");
+    assert_eq!(got.stdout, b"via the socket\n", "text ends with a newline");
     // Taken while the master was away: the ack never left.
     r.kill_agent();
     r.start_agent();

@@ -349,7 +349,8 @@ fn a_socket_consumer_answers_with_inbox_answer() {
         let r = cli(&["inbox", "--state-dir", state]);
         (r.0 == Some(0)).then_some(r)
     });
-    assert_eq!((code, out.as_str()), (Some(0), "rotate the key"));
+    // Text bodies end with a newline on the terminal.
+    assert_eq!((code, out.as_str()), (Some(0), "rotate the key\n"));
     assert!(err.contains(&format!("--answer {id}")), "{err}");
     let id_s = id.to_string();
     let (code, _, err) = cli(&[

@@ -38,11 +38,14 @@ enum Wake {
     Readable,
     Poked,
     Timer,
-    Stop,
+    /// Stop, closing with this reason.
+    Stop(&'static str),
 }
 
-/// Runs until `stop` fires; returns after closing the session cleanly.
-pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<()>) {
+/// Runs until `stop` fires; returns after closing the session cleanly
+/// with the reason `stop` carried ([`STOPPED`] or [`RELOADING`]), which
+/// the master logs and shows as the agent's last close.
+pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<&'static str>) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_problem = String::new();
     loop {
@@ -61,7 +64,9 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
                 let (info, established) =
                     session(stream, &cfg, &shared, &stop, &mut last_problem, addr).await;
                 shared.state.borrow_mut().connected = false;
-                if info.code == CloseCode::Normal && info.reason == STOPPED {
+                if info.code == CloseCode::Normal
+                    && matches!(info.reason.as_str(), STOPPED | RELOADING)
+                {
                     return;
                 }
                 let problem = format!("{}: {}", info.code.name(), info.reason);
@@ -111,7 +116,11 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
     }
 }
 
-const STOPPED: &str = "agent stopping";
+/// The Close reason when the agent stops (SIGTERM, SIGINT).
+pub const STOPPED: &str = "agent stopping";
+/// The Close reason when a SIGHUP changed what the session carries and
+/// the agent reconnects with the new settings.
+pub const RELOADING: &str = "agent reloading its settings";
 
 /// Resolves (every attempt: the master's address may change) and connects
 /// to the first address that answers.
@@ -149,7 +158,7 @@ async fn session(
     mut stream: Async<TcpStream>,
     cfg: &ConnConfig,
     shared: &Shared,
-    stop: &smol::channel::Receiver<()>,
+    stop: &smol::channel::Receiver<&'static str>,
     last_problem: &mut String,
     addr: SocketAddr,
 ) -> (CloseInfo, bool) {
@@ -281,10 +290,7 @@ async fn session(
             };
             Wake::Timer
         };
-        let stopped = async {
-            let _ = stop.recv().await;
-            Wake::Stop
-        };
+        let stopped = async { Wake::Stop(stop.recv().await.unwrap_or(STOPPED)) };
         match readable.or(poked).or(timer).or(stopped).await {
             Wake::Readable => loop {
                 match stream.get_ref().read(&mut buf) {
@@ -306,8 +312,8 @@ async fn session(
                     }
                 }
             },
-            Wake::Stop => {
-                s.close(CloseCode::Normal, STOPPED);
+            Wake::Stop(reason) => {
+                s.close(CloseCode::Normal, reason);
                 while let Some(bytes) = s.poll_transmit() {
                     let w = async { stream.write_all(&bytes).await.is_ok() };
                     let t = async {
@@ -320,7 +326,7 @@ async fn session(
                 }
                 let info = CloseInfo {
                     code: CloseCode::Normal,
-                    reason: STOPPED.into(),
+                    reason: reason.into(),
                     by_peer: false,
                     frame_error: None,
                 };

@@ -485,6 +485,11 @@ pub fn run_cli(
             let taken = client_take(&path, |t| {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&t.body)?;
+                // Text ends with a newline, so a shell prompt or the next
+                // message does not run on; binary bodies stay byte-exact.
+                if std::str::from_utf8(&t.body).is_ok() && !t.body.ends_with(b"\n") {
+                    out.write_all(b"\n")?;
+                }
                 out.flush()
             })?;
             match taken {

@@ -15,14 +15,8 @@ use std::time::{Duration, Instant};
 use smol::LocalExecutor;
 use smol::future::FutureExt;
 
-use crate::cli::options::{AgentOptions, WireVersion};
-use crate::keys::AgentKey;
-use crate::proto::Uuid;
-use crate::proto::frame::Compress;
-use crate::proto::v2::{self, Role};
-use crate::session::TxLimits;
-use crate::session::agent::AgentConfig;
-use crate::session::liveness::Keepalive;
+use crate::cli::options::AgentOptions;
+use crate::proto::v2;
 
 pub mod backoff;
 pub mod conn;
@@ -33,11 +27,15 @@ pub mod hook;
 pub mod identity;
 pub mod inbox;
 pub mod local;
+pub mod reload;
+pub mod resolved;
 pub mod result_store;
 pub mod ring;
 pub mod settings;
 pub mod state;
 
+use reload::Changes;
+use resolved::Resolved;
 use state::Shared;
 
 /// Reports kept while disconnected (1 hour at the default 10 s interval).
@@ -64,71 +62,37 @@ pub fn default_state_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/edge-gw-agent"))
 }
 
-/// Runs the agent until SIGTERM/SIGINT.
+/// Runs the agent until SIGTERM/SIGINT; SIGHUP reloads (see [`reload`]).
 pub fn run(opts: AgentOptions) -> Result<(), String> {
-    let set = settings::AgentSettings::load(&opts)?;
-    let key = match &set.key_file {
-        Some(p) => Some(AgentKey::load(p).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let uuid_text = set
-        .uuid
-        .clone()
-        .or_else(|| key.as_ref().and_then(|k| k.uuid.clone()))
-        .or_else(|| identity::default_uuid(std::path::Path::new("/")))
-        .ok_or("no uuid: give --uuid (no /etc/machine-id and no MAC address found)")?;
-    let uuid = Uuid::from_text(&uuid_text)
-        .ok_or_else(|| format!("uuid {uuid_text:?} does not fit the 33-byte field"))?;
-    let wire = match set.wire {
-        WireVersion::V1 => crate::proto::Version::V1,
-        WireVersion::V2 => crate::proto::Version::V2,
-    };
-    if wire == crate::proto::Version::V2 && key.is_none() {
+    // Handlers first: SIGHUP's default action kills, and a reload may come
+    // while the agent is still starting.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let run = Resolved::load(&opts)?;
+    crate::cli::logging::config_level(run.set.log_level);
+    if run.wire == crate::proto::Version::V2 && run.psk.is_none() {
         log::warn!("no --key-file: asking for a plaintext session (the master must allow it)");
     }
-    let interval = set.interval;
-    let state_dir = set.state_dir.clone();
-    if let Err(e) = std::fs::create_dir_all(&state_dir) {
-        log::warn!("state dir {}: {e}; running without it", state_dir.display());
+    let set = &run.set;
+    if let Err(e) = std::fs::create_dir_all(&set.state_dir) {
+        log::warn!(
+            "state dir {}: {e}; running without it",
+            set.state_dir.display()
+        );
     }
-    let session = AgentConfig {
-        uuid,
-        group: set.group.clone().unwrap_or_default(),
-        role: Role::Agent,
-        psk: key.as_ref().map(|k| *k.psk.as_bytes()),
-        wire,
-        keepalive: if wire == crate::proto::Version::V1 {
-            // The legacy master closes idle connections after 120 s: its own
-            // test client beats every 15 s.
-            Keepalive {
-                interval: Duration::from_secs(15),
-                miss_limit: 4,
-            }
-        } else {
-            Keepalive::default()
-        },
-        handshake_timeout: Duration::from_secs(10),
-        report_interval: interval,
-        max_frame: crate::proto::DEFAULT_MAX_FRAME,
-        compress: Compress::IfSmaller(crate::proto::compress::DEFAULT_LEVEL),
-        tx: TxLimits {
-            max_frames: 64,
-            max_bytes: 256 << 10,
-        },
-        max_pending_pushes: set.inbox_messages,
-        software: concat!("edge-gw ", env!("CARGO_PKG_VERSION")).to_string(),
-        inbox: Some(crate::proto::v2::InboxLimits {
-            messages: u32::try_from(set.inbox_messages).unwrap_or(u32::MAX),
-            bytes: u32::try_from(set.inbox_bytes).unwrap_or(u32::MAX),
-        }),
-    };
     log::info!(
-        "agent {uuid} starting: master {}, wire {}, interval {} s, state dir {}",
+        "agent {} starting: master {}, wire {}, interval {} s, state dir {}",
+        run.uuid,
         set.master,
         set.wire,
-        interval.as_secs(),
-        state_dir.display()
+        set.interval.as_secs(),
+        set.state_dir.display()
     );
+    let state_dir = &set.state_dir;
     let mut journal =
         delivery_journal::DeliveryJournal::open(Some(state_dir.join("delivered.ids")));
     let results = result_store::ResultStore::open(Some(state_dir.join("results")));
@@ -147,7 +111,7 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
     for id in journal.interrupted() {
         log::error!(
             "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `RESOLVE {id} delivered` or `RESOLVE {id} retry` on {}",
-            local::socket_path(&state_dir).display()
+            local::socket_path(state_dir).display()
         );
     }
     let shared = Shared::new(
@@ -158,52 +122,105 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
     );
     shared.state.borrow_mut().results = results;
     shared.state.borrow_mut().result_cap = set.result_max_bytes;
-    let cfg = conn::ConnConfig {
-        master: set.master.clone(),
-        session,
-    };
     let ex = LocalExecutor::new();
-    smol::block_on(ex.run(main(&ex, cfg, shared, set)))
+    smol::block_on(ex.run(main(&ex, &opts, run, shared, signals)))
+}
+
+/// The connection settings of `run`.
+fn conn_config(run: &Resolved) -> conn::ConnConfig {
+    conn::ConnConfig {
+        master: run.set.master.clone(),
+        session: run.session_config(),
+    }
+}
+
+/// The running connection task and the channel that stops it (carrying
+/// the reason its Close gives the master).
+struct Connection {
+    task: smol::Task<()>,
+    stop: smol::channel::Sender<&'static str>,
+}
+
+impl Connection {
+    fn start(ex: &LocalExecutor<'_>, run: &Resolved, shared: &Shared) -> Connection {
+        let (stop, stop_rx) = smol::channel::bounded::<&'static str>(1);
+        Connection {
+            task: ex.spawn(conn::run(conn_config(run), shared.clone(), stop_rx)),
+            stop,
+        }
+    }
+
+    /// Closes the session with `reason` (it sends its Close) and waits up
+    /// to 2 s for it.
+    async fn stop(self, reason: &'static str) {
+        let _ = self.stop.send(reason).await;
+        let done = async {
+            self.task.await;
+            true
+        };
+        let limit = async {
+            smol::Timer::after(Duration::from_secs(2)).await;
+            false
+        };
+        if !done.or(limit).await {
+            log::warn!("session did not close within 2 s");
+        }
+    }
 }
 
 async fn main(
     ex: &LocalExecutor<'_>,
-    cfg: conn::ConnConfig,
+    opts: &AgentOptions,
+    mut run: Resolved,
     shared: Shared,
-    set: settings::AgentSettings,
+    mut signals: async_signal::Signals,
 ) -> Result<(), String> {
-    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let sock = local::socket_path(&set.state_dir);
+    use async_signal::Signal;
+    use smol::stream::StreamExt;
+    let sock = local::socket_path(&run.set.state_dir);
     let local_task = ex.spawn(local::serve(sock.clone(), shared.clone()));
+    let (retime, retime_rx) = smol::channel::unbounded::<(Duration, Vec<String>)>();
     let reports = ex.spawn(report_timer(
         shared.clone(),
-        set.interval,
-        set.mounts.clone(),
+        run.set.interval,
+        run.set.mounts.clone(),
+        retime_rx,
     ));
     let delivery = ex.spawn(delivery::run(
         shared.clone(),
-        set.on_push.clone(),
-        set.hook_timeout,
-        set.result_max_bytes,
+        run.set.on_push.clone(),
+        run.set.hook_timeout,
+        run.set.result_max_bytes,
     ));
-    let conn_task = ex.spawn(conn::run(cfg, shared.clone(), stop_rx));
-    let signalled = stop_signal().await?;
+    let mut connection = Connection::start(ex, &run, &shared);
+    let signalled = loop {
+        match signals.next().await {
+            Some(Ok(Signal::Hup)) => {
+                let Some(next) = reload_on_sighup(opts, &run) else {
+                    continue;
+                };
+                if next.reconnect {
+                    connection.stop(conn::RELOADING).await;
+                    connection = Connection::start(ex, &next.run, &shared);
+                }
+                if next.retime {
+                    let _ = retime
+                        .send((next.run.set.interval, next.run.set.mounts.clone()))
+                        .await;
+                }
+                run = next.run;
+            }
+            Some(Ok(Signal::Int)) => break "SIGINT",
+            Some(Ok(_)) => break "SIGTERM",
+            Some(Err(e)) => log::warn!("signal stream: {e}"),
+            None => break "the signal stream ended",
+        }
+    };
     log::info!("{signalled}: stopping");
-    let _ = stop_tx.send(()).await;
     // Give the session up to 2 s to send its Close, and a running hook
     // what is left of them to finish (its outcome is then recorded).
     let deadline = Instant::now() + Duration::from_secs(2);
-    let done = async {
-        conn_task.await;
-        true
-    };
-    let limit = async {
-        smol::Timer::at(deadline).await;
-        false
-    };
-    if !done.or(limit).await {
-        log::warn!("session did not close within 2 s");
-    }
+    connection.stop(conn::STOPPED).await;
     while !shared.state.borrow().journal.running().is_empty() && Instant::now() < deadline {
         smol::Timer::after(Duration::from_millis(50)).await;
     }
@@ -216,14 +233,76 @@ async fn main(
     Ok(())
 }
 
+/// What a SIGHUP leads to: the settings to run with from now on, and
+/// which tasks must take them.
+struct Next {
+    run: Resolved,
+    reconnect: bool,
+    retime: bool,
+}
+
+/// Resolves the config file and key file again and logs what changed;
+/// `None` when nothing is to be done (nothing changed, or the files are
+/// broken: the agent keeps running as it was rather than dying on a typo).
+fn reload_on_sighup(opts: &AgentOptions, run: &Resolved) -> Option<Next> {
+    let new = match Resolved::load(opts) {
+        Ok(new) => new,
+        Err(e) => {
+            log::error!("SIGHUP: reload failed, keeping the running settings: {e}");
+            return None;
+        }
+    };
+    let changes = Changes::between(run, &new);
+    if changes.is_empty() {
+        log::info!("SIGHUP: config and key file unchanged; nothing to do");
+        return None;
+    }
+    for name in &changes.restart_only {
+        log::warn!("SIGHUP: {name} changes only on restart; keeping the running value");
+    }
+    if !changes.in_place.is_empty() {
+        crate::cli::logging::config_level(new.set.log_level);
+        log::info!("SIGHUP: applied {}", changes.in_place.join(", "));
+    }
+    let reconnect = !changes.session.is_empty();
+    if reconnect {
+        log::info!(
+            "SIGHUP: {} changed; reconnecting with the new settings",
+            changes.session.join(", ")
+        );
+    }
+    Some(Next {
+        run: Changes::applied(run, new),
+        reconnect,
+        retime: reconnect || changes.in_place.contains(&"mounts"),
+    })
+}
+
 /// Makes one report per interval and hands it to the connection task
-/// (through the ring, which holds it while disconnected).
-async fn report_timer(shared: Shared, interval: Duration, mounts: Vec<String>) {
+/// (through the ring, which holds it while disconnected). A new interval
+/// or mount list from `retime` (SIGHUP) takes effect at once, without
+/// restarting the sequence numbers.
+async fn report_timer(
+    shared: Shared,
+    mut interval: Duration,
+    mounts: Vec<String>,
+    retime: smol::channel::Receiver<(Duration, Vec<String>)>,
+) {
     let mut reader = health::HealthReader::new(PathBuf::from("/"), mounts);
     let mut seq = 0u32;
     let mut next = Instant::now();
     loop {
-        smol::Timer::at(next).await;
+        let tick = async {
+            smol::Timer::at(next).await;
+            None
+        };
+        let changed = async { retime.recv().await.ok() };
+        if let Some((new_interval, new_mounts)) = tick.or(changed).await {
+            interval = new_interval;
+            reader = health::HealthReader::new(PathBuf::from("/"), new_mounts);
+            next = Instant::now() + interval;
+            continue;
+        }
         let now = Instant::now();
         next += interval;
         if next <= now {
@@ -245,21 +324,5 @@ async fn report_timer(shared: Shared, interval: Duration, mounts: Vec<String>) {
         st.counters.reports_made += 1;
         drop(st);
         shared.poke_conn();
-    }
-}
-
-/// Resolves with the name of the first SIGTERM or SIGINT.
-async fn stop_signal() -> Result<&'static str, String> {
-    use async_signal::{Signal, Signals};
-    use smol::stream::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    loop {
-        match signals.next().await {
-            Some(Ok(Signal::Int)) => return Ok("SIGINT"),
-            Some(Ok(_)) => return Ok("SIGTERM"),
-            Some(Err(e)) => log::warn!("signal stream: {e}"),
-            None => return Ok("signal stream ended"),
-        }
     }
 }

@@ -47,6 +47,9 @@ pub struct AgentSettings {
     /// Most bytes of a push result (the hook's stdout, then its stderr);
     /// longer output is cut and marked truncated.
     pub result_max_bytes: usize,
+    /// `log_level` from the config file: the level when neither the
+    /// command line nor `$EDGE_GW_LOG` sets one (changes on SIGHUP).
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// One value of the flat TOML subset.
@@ -171,6 +174,7 @@ impl AgentSettings {
             inbox_bytes: super::INBOX_BYTES,
             hook_timeout: super::HOOK_TIMEOUT,
             result_max_bytes: super::RESULT_MAX_BYTES,
+            log_level: None,
         };
         if let Some(p) = &opts.config {
             s.apply_file(p)?;
@@ -251,6 +255,15 @@ impl AgentSettings {
                 "inbox_bytes" => self.inbox_bytes = range(&v, 1024, 64 << 20)? as usize,
                 "hook_timeout" => self.hook_timeout = Duration::from_secs(range(&v, 1, 3600)?),
                 "result_max_bytes" => self.result_max_bytes = range(&v, 64, 1 << 20)? as usize,
+                "log_level" => {
+                    let name = text(&v)?;
+                    self.log_level = Some(crate::logger::parse_level(&name).ok_or_else(|| {
+                        at(
+                            n,
+                            "log_level must be error, warn, info, debug, trace or off",
+                        )
+                    })?);
+                }
                 other => return Err(at(n, &format!("unknown key {other:?}"))),
             }
         }
@@ -293,7 +306,7 @@ mod tests {
         let f = dir.join("agent.toml");
         std::fs::write(
             &f,
-            "interval = 30\ngroup = \"lab\"\nmounts = [\"/\", \"/tmp\"]\nreport_ring = 100\nwire = \"v1\"\n",
+            "interval = 30\ngroup = \"lab\"\nmounts = [\"/\", \"/tmp\"]\nreport_ring = 100\nwire = \"v1\"\nlog_level = \"debug\"\n",
         )
         .unwrap();
         let opts = AgentOptions {
@@ -308,6 +321,7 @@ mod tests {
         assert_eq!(s.mounts, ["/", "/tmp"]);
         assert_eq!(s.report_ring, 100);
         assert_eq!(s.wire, WireVersion::V1);
+        assert_eq!(s.log_level, Some(log::LevelFilter::Debug));
         std::fs::write(&f, "intervall = 30\n").unwrap();
         let e = AgentSettings::load(&opts).unwrap_err();
         assert!(e.contains(":1: unknown key \"intervall\""), "{e}");

@@ -10,6 +10,7 @@ use log::LevelFilter;
 
 use super::options::{AgentOptions, ClientCommand, ClientOptions, LocalCommand, MasterOptions};
 use crate::keys::KeygenOptions;
+use crate::log_sink::LogTarget;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub enum Command {
         level: Option<LevelFilter>,
         /// Number of `-v` minus number of `-q`.
         verbosity: i32,
+        /// `--log`, if given: where log lines go.
+        log_to: Option<LogTarget>,
         /// The mode and its options.
         action: Action,
     },

@@ -16,6 +16,7 @@ use super::options::{
     MasterOptions, WireVersion,
 };
 use crate::keys::{self, KeyTarget, KeygenOptions};
+use crate::log_sink::LogTarget;
 use crate::logger;
 
 /// Mode bits, so each option can say which modes it belongs to.
@@ -57,6 +58,7 @@ struct Seen {
     options: Vec<(&'static str, u8)>,
     level: Option<LevelFilter>,
     verbosity: i32,
+    log_to: Option<LogTarget>,
     master_addr: String,
     listen: Vec<String>,
     http: Option<String>,
@@ -151,7 +153,7 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
-            Long("version") => return Ok(Command::Version),
+            Short('V') | Long("version") => return Ok(Command::Version),
             Short('q') | Long("quiet") => s.verbosity = s.verbosity.saturating_sub(1),
             Short('v') | Long("verbose") => s.verbosity = s.verbosity.saturating_add(1),
             Long("log-level") => {
@@ -165,6 +167,14 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                     )
                 })?;
                 s.level = Some(level);
+            }
+            Long("log") => {
+                s.note("--log", ANY_MODE, false)?;
+                let value = text(&mut p, "--log")?;
+                s.log_to = Some(
+                    LogTarget::from_name(&value)
+                        .ok_or_else(|| bad_value("--log", &value, "expected stderr or syslog"))?,
+                );
             }
             Long("master") => s.set_mode(MASTER, "--master")?,
             Long("agent") => {
@@ -410,8 +420,21 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
         if s.values.is_empty() {
             return Err(Usage("report needs at least one KEY=VALUE".into()));
         }
-        if let Some(bad) = s.values.iter().find(|v| !v.contains('=')) {
-            return Err(Usage(format!("report: {bad:?} is not KEY=VALUE")));
+        // The agent's local socket splits its line on whitespace, so a
+        // space inside a pair would arrive as two words: refuse it here,
+        // as a usage error, instead of letting the agent refuse half of it.
+        let bad_pair = |v: &String| match v.split_once('=') {
+            Some((k, val)) => {
+                k.is_empty()
+                    || !k.bytes().all(|b| b.is_ascii_graphic())
+                    || val.chars().any(char::is_whitespace)
+            }
+            None => true,
+        };
+        if let Some(bad) = s.values.iter().find(|v| bad_pair(v)) {
+            return Err(Usage(format!(
+                "report: {bad:?} is not KEY=VALUE (a key of printable characters, no spaces)"
+            )));
         }
         Action::Local(s.state_dir, LocalCommand::Report(s.values))
     } else if mode == INBOX {
@@ -504,6 +527,7 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
     Ok(Command::Run {
         level: s.level,
         verbosity: s.verbosity,
+        log_to: s.log_to,
         action,
     })
 }
@@ -538,6 +562,7 @@ mod tests {
             action: Action::Master(opts),
             level,
             verbosity,
+            log_to,
         }) = parse_args(&[
             "--listen=[::]:9503",
             "--master",
@@ -551,6 +576,8 @@ mod tests {
             "-vv",
             "--log-level",
             "warn",
+            "--log",
+            "syslog",
         ])
         else {
             panic!("not a master command");
@@ -560,6 +587,7 @@ mod tests {
         assert_eq!(opts.heartbeat_secs, Some(5));
         assert_eq!(opts.keyring, Some(PathBuf::from("/k")));
         assert_eq!((level, verbosity), (Some(LevelFilter::Warn), 2));
+        assert_eq!(log_to, Some(LogTarget::Syslog));
     }
 
     #[test]
@@ -623,6 +651,11 @@ mod tests {
         assert!(usage_error(&["--agent", "h:0"]).contains("must not be 0"));
         assert!(usage_error(&["--agent"]).contains("missing argument"));
         assert!(usage_error(&["--master", "--log-level", "loud"]).contains("--log-level"));
+        assert!(usage_error(&["--agent", "m:1", "--log", "file"]).contains("--log"));
+        for bad in ["bad key=1", "=1", "k=a b", "novalue"] {
+            assert!(usage_error(&["report", bad]).contains("KEY=VALUE"), "{bad}");
+        }
+        assert!(matches!(parse_args(&["-V"]), Ok(Command::Version)));
         assert!(usage_error(&["--master", "--state-dir", ""]).contains("--state-dir"));
         assert!(usage_error(&["--agent", "h:1", "--group", " "]).contains("--group"));
     }

@@ -228,14 +228,20 @@ pub async fn serve(master: Arc<Master>, stream: Async<TcpStream>, addr: SocketAd
         by_peer: false,
         frame_error: None,
     });
-    let peer = session.peer().map(|p| p.uuid.to_string());
-    log::info!(
-        "connection {id} from {addr}{} closed: {} ({})",
-        peer.map(|u| format!(" (uuid {u})")).unwrap_or_default(),
-        info.code.name(),
-        info.reason
-    );
     let mut reg = master.lock_registry();
+    // The session forgets its peer once closed; the registry still knows.
+    let peer = session.peer().map(|p| p.uuid).or_else(|| reg.uuid_of(id));
+    // Reasons such as "evicted: silent for 30 s" repeat the code's name.
+    let name = info.code.name();
+    let reason = info
+        .reason
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(&info.reason);
+    log::info!(
+        "connection {id} from {addr}{} closed: {name} ({reason})",
+        peer.map(|u| format!(" (uuid {u})")).unwrap_or_default(),
+    );
     reg.conn_closed(id, &info, os::unix_ms());
     master.publish(&mut reg);
 }

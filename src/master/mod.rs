@@ -33,6 +33,7 @@ pub mod conn;
 pub mod conn_handle;
 pub mod http;
 pub mod listener;
+pub mod pid_file;
 pub mod push_log;
 pub mod push_router;
 pub mod registry;
@@ -398,6 +399,7 @@ impl Master {
             reg.legacy_limits = legacy_limits(&new);
             reg.answer_limits = answer_limits(&new);
         }
+        crate::cli::logging::config_level(new.log_level);
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         Ok(())
     }
@@ -419,22 +421,25 @@ pub enum PushError {
 /// Runs the master until SIGTERM/SIGINT.
 pub fn run(opts: MasterOptions) -> Result<(), String> {
     let settings = Settings::load(&opts)?;
+    crate::cli::logging::config_level(settings.log_level);
     listener::raise_fd_limit();
     // The master compresses on a fixed set of threads all day.
     crate::proto::compress::keep_compressor_per_thread();
-    let init = state_dir::prepare(&settings)?;
-    let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
-    let (log, recovered) =
-        LogFile::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
 
-    // Bind first (privileged ports), then drop privileges while this is
-    // still the only thread, then hand the sockets to the reactor.
+    // Bind first: a master that cannot have its ports must fail before it
+    // writes keys and a token nobody will use, and privileged ports need
+    // root. Then prepare the state dir, drop privileges while this is
+    // still the only thread, and hand the sockets to the reactor.
     let mut bound = Vec::new();
     for a in &settings.listen {
         bound.push(listener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?);
     }
     let http_listener = listener::bind(&settings.http)
         .map_err(|e| format!("cannot listen on {} (http): {e}", settings.http))?;
+    let init = state_dir::prepare(&settings)?;
+    let keys = Keyring::load(&settings.keyring).map_err(|e| e.to_string())?;
+    let (log, recovered) =
+        LogFile::open(&settings.state_dir).map_err(|e| format!("push log: {e}"))?;
     if let Some(user) = &settings.user {
         state_dir::drop_privileges(user, &settings.state_dir)?;
     }
@@ -443,6 +448,18 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         agent_listeners.push(Async::new(l).map_err(|e| e.to_string())?);
     }
     let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
+    // Handlers before the PID file and the API appear: SIGHUP's default
+    // action kills, and a reload sent as soon as they exist must not. Not
+    // earlier: they start the reactor's thread, and the privilege drop
+    // above needs the process to have only one.
+    let signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // After binding, so only a master that runs leaves a PID file.
+    let _pid_file = pid_file::PidFile::write(&settings.state_dir)?;
 
     let now = Instant::now();
     let mut registry = Registry::new(outbox_limits(&settings), now);
@@ -515,7 +532,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
             .detach();
         ex.spawn(forget_stale_legacy(master.clone())).detach();
-        lifecycle(master.clone()).await
+        lifecycle(master.clone(), signals).await
     }));
     drop(stop_tx);
     for w in workers {
@@ -525,11 +542,9 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
 }
 
 /// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT shut down.
-async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
-    use async_signal::{Signal, Signals};
+async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> Result<(), String> {
+    use async_signal::Signal;
     use smol::stream::StreamExt;
-    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(Signal::Hup) => {
@@ -543,7 +558,13 @@ async fn lifecycle(master: Arc<Master>) -> Result<(), String> {
                 }
             }
             Ok(s) => {
-                log::info!("{s:?}: shutting down");
+                // Named as the agent names them: "SIGTERM: stopping".
+                let name = if s == Signal::Int {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                log::info!("{name}: stopping");
                 break;
             }
             Err(e) => log::warn!("signal stream: {e}"),

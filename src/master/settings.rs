@@ -109,6 +109,10 @@ pub struct Settings {
     pub legacy_retention: Duration,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
+    /// `log_level` from the config file: the level when neither the
+    /// command line nor `$EDGE_GW_LOG` sets one, so a service's level can
+    /// live with its other settings and change on SIGHUP.
+    pub log_level: Option<log::LevelFilter>,
 }
 
 /// The config file: every key optional, names as the long flags with `-`
@@ -149,6 +153,7 @@ struct File {
     memory_budget: Option<usize>,
     max_health_body: Option<usize>,
     legacy_retention: Option<u32>,
+    log_level: Option<String>,
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -258,6 +263,12 @@ impl Settings {
             max_health_body: file.max_health_body.unwrap_or(64 << 10),
             legacy_retention: secs(file.legacy_retention.unwrap_or(3600)),
             config_file: opts.config.clone(),
+            log_level: match &file.log_level {
+                Some(name) => Some(crate::logger::parse_level(name).ok_or_else(|| {
+                    format!("log_level = {name:?}: expected error, warn, info, debug, trace or off")
+                })?),
+                None => None,
+            },
         };
         s.check()?;
         Ok(s)

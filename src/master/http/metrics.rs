@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 
 use super::counters::{Refusal, Timeout};
 use crate::master::Master;
+use crate::master::registry::Agent;
+use crate::master::registry::{Latest, Point};
 use crate::proto::MsgType;
+use crate::proto::v2::CloseCode;
 use crate::session::legacy::FlaggedBody;
 
 /// Escapes a label value.
@@ -45,6 +48,22 @@ pub fn render(m: &Master) -> String {
     let c = &reg.counters;
     let mut o = Out(String::with_capacity(4096));
     o.one("edge_gw_up", "gauge", "The master is running.", 1);
+    o.head(
+        "edge_gw_build_info",
+        "gauge",
+        "Always 1; the labels say which build answers (for joins and upgrade tracking).",
+    );
+    o.val(
+        "edge_gw_build_info",
+        &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        1,
+    );
+    o.one(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the master process, seconds since the Unix epoch.",
+        m.started_unix_ms as f64 / 1000.0,
+    );
     o.one(
         "edge_gw_uptime_seconds",
         "gauge",
@@ -92,8 +111,14 @@ pub fn render(m: &Master) -> String {
         "counter",
         "Connections closed, by reason.",
     );
-    for (r, n) in &c.closes {
-        o.val("edge_gw_closes_total", &format!("reason=\"{r}\""), n);
+    // Every reason from the start, zeros included: a series that appears
+    // only when its first close happens makes rate() and alerts miss it.
+    for r in close_reasons() {
+        o.val(
+            "edge_gw_closes_total",
+            &format!("reason=\"{r}\""),
+            c.closes.get(r).copied().unwrap_or(0),
+        );
     }
     o.head(
         "edge_gw_frame_errors_total",
@@ -267,6 +292,12 @@ pub fn render(m: &Master) -> String {
         );
     }
 
+    // Values are printed from the figures the agent measured (CPU in
+    // permille, load in hundredths), rounded back from the f32 history
+    // points, so a scrape shows 0.009, not 0.008999999761581421. Health
+    // series exist only while the agent is online: an offline agent's
+    // last CPU figure is not its current one (`edge_gw_agent_up` and the
+    // counters stay).
     type Gauge = (
         &'static str,
         &'static str,
@@ -279,25 +310,25 @@ pub fn render(m: &Master) -> String {
             |a| Some(if a.online() { 1.0 } else { 0.0 }),
         ),
         ("edge_gw_agent_cpu_ratio", "Agent CPU busy, 0-1.", |a| {
-            a.history.back().map(|p| f64::from(p.cpu) / 100.0)
+            health(a).map(|p| (f64::from(p.cpu) * 10.0).round() / 1000.0)
         }),
         (
             "edge_gw_agent_memory_used_ratio",
             "Agent memory used (total - available), 0-1.",
-            |a| a.history.back().map(|p| f64::from(p.mem) / 100.0),
+            |a| health(a).map(|p| (f64::from(p.mem) * 1000.0).round() / 100_000.0),
         ),
         ("edge_gw_agent_load1", "Agent 1-minute load average.", |a| {
-            a.history.back().map(|p| f64::from(p.load1))
+            health(a).map(|p| (f64::from(p.load1) * 100.0).round() / 100.0)
         }),
         (
             "edge_gw_agent_network_receive_bytes_per_second",
             "Agent receive rate, all interfaces but lo.",
-            |a| a.history.back().map(|p| p.rx_bps),
+            |a| health(a).map(|p| p.rx_bps.round()),
         ),
         (
             "edge_gw_agent_network_transmit_bytes_per_second",
             "Agent transmit rate, all interfaces but lo.",
-            |a| a.history.back().map(|p| p.tx_bps),
+            |a| health(a).map(|p| p.tx_bps.round()),
         ),
         (
             "edge_gw_agent_push_queue_messages",
@@ -309,12 +340,24 @@ pub fn render(m: &Master) -> String {
         o.head(name, "gauge", help);
         for a in reg.agents() {
             if let Some(v) = f(a) {
-                let labels = format!(
-                    "uuid=\"{}\",group=\"{}\"",
-                    esc(&a.uuid.to_string()),
-                    esc(&a.group)
-                );
-                o.val(name, &labels, v);
+                o.val(name, &agent_labels(a), v);
+            }
+        }
+    }
+    o.head(
+        "edge_gw_agent_custom",
+        "gauge",
+        "Numeric metrics a local process added with `edge-gw report KEY=VALUE` (online agents).",
+    );
+    for a in reg.agents().filter(|a| a.online()) {
+        let Some(Latest::V2(report)) = &a.latest else {
+            continue;
+        };
+        for (key, value) in &report.health.custom {
+            // Prometheus samples are numbers; text values stay in the API.
+            if let Ok(v) = value.trim().parse::<f64>() {
+                let labels = format!("{},key=\"{}\"", agent_labels(a), esc(key));
+                o.val("edge_gw_agent_custom", &labels, v);
             }
         }
     }
@@ -326,11 +369,7 @@ pub fn render(m: &Master) -> String {
     for a in reg.agents() {
         o.val(
             "edge_gw_agent_reports_total",
-            &format!(
-                "uuid=\"{}\",group=\"{}\"",
-                esc(&a.uuid.to_string()),
-                esc(&a.group)
-            ),
+            &agent_labels(a),
             a.stats.reports,
         );
     }
@@ -419,6 +458,26 @@ fn budget_metrics(o: &mut Out, b: &crate::master::budget::MemoryBudget) {
     }
 }
 
+/// The `uuid` and `group` labels of an agent's series.
+fn agent_labels(a: &Agent) -> String {
+    format!(
+        "uuid=\"{}\",group=\"{}\"",
+        esc(&a.uuid.to_string()),
+        esc(&a.group)
+    )
+}
+
+/// The latest health point of an online agent; `None` once it is offline.
+fn health(a: &Agent) -> Option<&Point> {
+    a.online().then(|| a.history.back()).flatten()
+}
+
+/// Every close reason the master can count, in code order, then "other".
+fn close_reasons() -> impl Iterator<Item = &'static str> {
+    // Codes past the named ones all map to Other ("other").
+    (0..=CloseCode::HandshakeTimeout.to_u16() + 1).map(|n| CloseCode::from_u16(n).name())
+}
+
 /// The conventional `process_*` metrics from `/proc/self`: memory per
 /// idle agent is a first-class figure (RSS / `edge_gw_connections`).
 fn process_metrics(o: &mut Out) {
@@ -484,6 +543,17 @@ mod tests {
         assert!(o.0.contains("process_resident_memory_bytes "), "{}", o.0);
         assert!(o.0.contains("process_cpu_seconds_total "));
         assert!(o.0.contains("process_open_fds "));
+    }
+
+    #[test]
+    fn every_close_reason_once() {
+        let r: Vec<&str> = close_reasons().collect();
+        assert_eq!(r.first(), Some(&"normal"));
+        assert_eq!(r.last(), Some(&"other"));
+        assert!(r.contains(&"handshake_timeout") && r.contains(&"evicted"));
+        let mut d = r.clone();
+        d.dedup();
+        assert_eq!(d.len(), r.len());
     }
 
     #[test]

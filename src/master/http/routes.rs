@@ -26,11 +26,13 @@ pub async fn route(m: &Master, r: &Request) -> Reply {
             content_type: "text/html; charset=utf-8",
             body: DASHBOARD.as_bytes().to_vec(),
         },
-        ("GET", "/metrics") => Reply::Full {
+        // HEAD: the server sends the headers only.
+        ("GET" | "HEAD", "/metrics") => Reply::Full {
             status: 200,
-            content_type: "text/plain; version=0.0.4",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: metrics::render(m).into_bytes(),
         },
+        (_, "/metrics") => Reply::error(405, "/metrics answers GET and HEAD"),
         ("GET", "/healthz") => Reply::Full {
             status: 200,
             content_type: "text/plain",

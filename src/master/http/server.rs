@@ -208,7 +208,11 @@ async fn serve(master: &Master, mut stream: Async<TcpStream>, ip: IpAddr, accept
                 content_type,
                 body,
             } => {
-                let bytes = response(status, content_type, &body, keep);
+                let mut bytes = response(status, content_type, &body, keep);
+                if req.method == "HEAD" {
+                    // Same headers as GET (Content-Length included), no body.
+                    bytes.truncate(bytes.len() - body.len());
+                }
                 match write_within(&mut stream, &bytes, s.write_timeout).await {
                     Ok(()) if keep => {}
                     Ok(()) | Err(WriteFail::Failed) => return,

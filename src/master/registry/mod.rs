@@ -443,6 +443,12 @@ impl Registry {
         }
     }
 
+    /// The uuid that joined on connection `id`, if one did: the close
+    /// log names it, as the join log does.
+    pub fn uuid_of(&self, id: ConnId) -> Option<Uuid> {
+        self.conns.get(&id)?.uuid
+    }
+
     fn agent_of_mut(&mut self, id: ConnId) -> Option<&mut Agent> {
         let uuid = self.conns.get(&id)?.uuid?;
         let a = self.agents.get_mut(&uuid)?;
