@@ -199,9 +199,12 @@ fn slowloris_from_one_ip_leaves_the_api_up_and_is_cut() {
 #[test]
 fn connections_over_the_http_cap_are_counted_and_logged() {
     let dir = TempDir::new("http-cap");
+    // The held connections must outlive the refusals below: a 1 s
+    // deadline let them time out first on a loaded machine (2 runs in 20),
+    // freeing slots, so an "over the cap" connection was served instead.
     let m = master_with(
         &dir,
-        "http_request_timeout = 1\nhttp_max_connections = 4\n",
+        "http_request_timeout = 4\nhttp_max_connections = 4\n",
         &[],
     );
     let held: Vec<TcpStream> = (0..4)
