@@ -18,10 +18,13 @@
 # Then, per target, with /usr/bin's cargo/rustc (not rustup's), RUSTC_BOOTSTRAP=1
 # and -Zbuild-std=std,panic_abort, it builds
 #   cargo zigbuild --release --no-default-features --features agent
-# with the flags of board/cargo-config.toml (which also patches rustix: see
-# board/patches/README.md), into its own target dir, target/cross/TARGET, so
-# the host build is never touched. The repo's Cargo.lock is never written: the
-# build resolves against a copy of it (cargo's resolver.lockfile-path).
+# with the flags of board/cargo-config.toml, into its own target dir,
+# target/cross/TARGET, so the host build is never touched. For
+# mips-unknown-linux-musl only, the locked rustix is unpacked from cargo's
+# registry cache and patched (board/patch-rustix.sh: the big-endian timespec
+# fix, board/patches/README.md) and the build gets a `--config` [patch] for
+# it. The repo's Cargo.lock is never written: the build resolves against a
+# copy of it (cargo's resolver.lockfile-path).
 #
 # Output: target/cross/out/edge-gw-TARGET ($EDGE_GW_BOARD_OUT), checked with
 # `file` to be statically linked, and a size table. The build fails if a
@@ -52,6 +55,9 @@ ROOT=$PWD
 
 ALL_TARGETS=(mipsel-unknown-linux-musl mips-unknown-linux-musl
   armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
+# Targets built with the patched rustix (32-bit big-endian musl on rustix's
+# libc backend: board/patches/README.md). The others use it as locked.
+RUSTIX_PATCH_TARGETS=" mips-unknown-linux-musl "
 HOME_DIR=${EDGE_GW_BOARD_HOME:-$ROOT/target/cross}
 OUT=${EDGE_GW_BOARD_OUT:-$ROOT/target/cross/out}
 SIZES=$ROOT/board/sizes.txt
@@ -99,7 +105,7 @@ say() { printf '\n=== [board %4ds] %s\n' "$((SECONDS - t_start))" "$*"; }
 
 # --- 1. Debian packages ----------------------------------------------------
 APT_PKGS=(rustc-web cargo-web rust-web-src qemu-user-static file binutils python3-venv
-  ca-certificates)
+  ca-certificates patch)
 find_objcopy() { # llvm-objcopy of any version handles every target
   command -v llvm-objcopy || command -v llvm-objcopy-22 || command -v llvm-objcopy-14 || true
 }
@@ -197,6 +203,11 @@ for target in "${targets[@]}"; do
     done
   fi
   tdir=$HOME_DIR/$target$suffix
+  if [[ $RUSTIX_PATCH_TARGETS == *" $target "* ]]; then
+    # Fails loudly (and so does this script) if the patch no longer applies.
+    rustix_dir=$(CARGO=cargo "$ROOT/board/patch-rustix.sh" "$HOME_DIR/rustix-patched")
+    extra_args+=(--config "patch.crates-io.rustix.path=\"$rustix_dir\"")
+  fi
   # A target dir per target and flag set: the libc crates' build scripts do
   # not re-run when their environment changes, so any change of this
   # target's flags or of the toolchain starts from a clean directory.
@@ -207,8 +218,8 @@ for target in "${targets[@]}"; do
   fi
   mkdir -p "$tdir"
   echo "$stamp" > "$tdir/.board-stamp"
-  # Resolve against a copy of the repo's lockfile: the rustix [patch] would
-  # otherwise rewrite Cargo.lock for everyone.
+  # Resolve against a copy of the repo's lockfile: the rustix [patch] (mips)
+  # would otherwise rewrite Cargo.lock for everyone, and a build never should.
   cp "$ROOT/Cargo.lock" "$tdir/Cargo.lock"
 
   say "$target: cargo zigbuild"
