@@ -307,7 +307,7 @@ for target in "${targets[@]}"; do
         -Zlockfile-path --config "resolver.lockfile-path=\"$tdir/probe-lock/Cargo.lock\"" \
         "${extra_args[@]}" -Zbuild-std=std,panic_abort -Zbuild-std-features="$std_features" \
         --target "$target" --release --target-dir "$tdir" "${jobs[@]}"; then
-      cp "$tdir/$target/release/edge-gw-timer-probe" "$OUT/timer-probe-$target$suffix"
+      "$OBJCOPY" --strip-all "$tdir/$target/release/edge-gw-timer-probe" "$OUT/timer-probe-$target$suffix"
       q=$(qemu_for "$target")
       if timeout 60 $q "$OUT/timer-probe-$target$suffix"; then
         PROBE[$target]=ok
