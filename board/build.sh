@@ -52,7 +52,6 @@
 #                          fmt-debug-none     -Zfmt-debug=none         } measuring one
 #                          fmt-debug-shallow  -Zfmt-debug=shallow      } at a time
 #                          no-uwtables        -Cforce-unwind-tables=no } after "base"
-#                          thumb              armv7 only: Thumb-2 code (-Ctarget-feature=+thumb-mode)
 #                          opt-s, opt-z, opt-2, ...  another opt-level
 #                          std-backtrace      std with its default features
 #                                             (backtrace printing, unwinding)
@@ -236,7 +235,6 @@ for target in "${targets[@]}"; do
         fmt-debug-none) rustflags+=(-Zfmt-debug=none) ;;
         fmt-debug-shallow) rustflags+=(-Zfmt-debug=shallow) ;;
         no-uwtables) rustflags+=(-Cforce-unwind-tables=no) ;;
-        thumb) rustflags+=(-Ctarget-feature=+thumb-mode) ;;
         std-backtrace) std_features=backtrace,panic-unwind ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
       esac

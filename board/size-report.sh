@@ -40,7 +40,7 @@ echo "== sections over 4 KiB (bytes; .symtab/.strtab go with strip, .pdr with bu
 syms=$(mktemp)
 trap 'rm -f "$syms"' EXIT
 "$nm" --print-size --size-sort --radix=d --demangle "$bin" |
-  awk '!seen[$1]++ { size = $2 + 0; type = $3; $1 = $2 = $3 = ""; sub(/^ +/, ""); print size "\t" type "\t" $0 }' > "$syms"   # aliases (same address) once
+  awk '!seen[$1 " " $2]++ { size = $2 + 0; type = $3; $1 = $2 = $3 = ""; sub(/^ +/, ""); print size "\t" type "\t" $0 }' > "$syms"   # aliases (same address) once
 
 echo "== per crate (first path segment of the demangled name; C and musl symbols as 'C')"
 awk -F'\t' '
