@@ -99,7 +99,7 @@ ZIGBUILD_VERSION=${EDGE_GW_ZIGBUILD_VERSION:-0.24.0}
 SIZE_SLACK=10
 
 usage() {
-  sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
