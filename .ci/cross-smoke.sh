@@ -190,6 +190,14 @@ check_target() {
   }
   local summary_line
   summary_line=$(jq -r '"reports=\(.counters.reports) sealed=\(.sealed) wire=\(.wire) cpu=\(.health.host.cpu_percent)% mem_total=\(.health.host.memory_kb.total)kB"' "$j")
+  # Resident set of a native agent (x86_64), for the footprint table; under
+  # qemu it would be qemu's. Reported, not asserted.
+  if [ "$qemu" = - ]; then
+    local agent_pid rss
+    agent_pid=$(awk '{ print $1 }' "/proc/$apid/task/$apid/children" 2>/dev/null)   # under `timeout`
+    rss=$(awk '/^VmRSS/ { print $2 }' "/proc/${agent_pid:-0}/status" 2>/dev/null)
+    [ -n "$rss" ] && summary_line="$summary_line rss=${rss}KiB"
+  fi
 
   # Push through --on-push.
   local text="smoke push to $uuid: $RANDOM-$RANDOM $(date +%s) \"quoted\" & done"

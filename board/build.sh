@@ -18,10 +18,13 @@
 # Then, per target, with /usr/bin's cargo/rustc (not rustup's), RUSTC_BOOTSTRAP=1
 # and -Zbuild-std=std,panic_abort, it builds
 #   cargo zigbuild --release --no-default-features --features agent
-# with the flags of board/cargo-config.toml (which also patches rustix: see
-# board/patches/README.md), into its own target dir, target/cross/TARGET, so
-# the host build is never touched. The repo's Cargo.lock is never written: the
-# build resolves against a copy of it (cargo's resolver.lockfile-path).
+# with the flags of board/cargo-config.toml, into its own target dir,
+# target/cross/TARGET, so the host build is never touched. For
+# mips-unknown-linux-musl only, the locked rustix is unpacked from cargo's
+# registry cache and patched (board/patch-rustix.sh: the big-endian timespec
+# fix, board/patches/README.md) and the build gets a `--config` [patch] for
+# it. The repo's Cargo.lock is never written: the build resolves against a
+# copy of it (cargo's resolver.lockfile-path).
 #
 # Output: target/cross/out/edge-gw-TARGET ($EDGE_GW_BOARD_OUT), checked with
 # `file` to be statically linked, and a size table. The build fails if a
@@ -36,15 +39,24 @@
 #   EDGE_GW_BOARD_HOME   tools and caches (venv, zig cache, lockfiles);
 #                        default target/cross
 #   EDGE_GW_BOARD_OUT    where the binaries go; default target/cross/out
-#   EDGE_GW_BOARD_VARIANT  comma-separated experiments, for measuring; a
-#                        variant builds into target/cross/TARGET-VARIANT and
-#                        out/edge-gw-TARGET-VARIANT and skips the size check:
+#   EDGE_GW_BOARD_VARIANT  comma-separated variants; a variant builds into
+#                        target/cross/TARGET-VARIANT and out/edge-gw-TARGET-VARIANT
+#                        and skips the size check:
+#                          panic-messages     the debugging build: panics print their
+#                                             message and location (no immediate-abort,
+#                                             locations and Debug output kept)
+#                          base               none of the size flags below (SMALL_RUSTFLAGS):
+#                                             the build as it was before them
+#                          immediate-abort    -Cpanic=immediate-abort  } each adds one
+#                          location-none      -Zlocation-detail=none   } size flag, for
+#                          fmt-debug-none     -Zfmt-debug=none         } measuring one
+#                          fmt-debug-shallow  -Zfmt-debug=shallow      } at a time
+#                          no-uwtables        -Cforce-unwind-tables=no } after "base"
 #                          opt-s, opt-z, opt-2, ...  another opt-level
-#                          nostrip                   keep the symbols (board/size-report.sh)
-#                          immediate-abort           -Cpanic=immediate-abort: panics
-#                                                    trap with no message
-#                          std-backtrace             std with its default features
-#                                                    (backtrace printing, unwinding)
+#                          std-backtrace      std with its default features
+#                                             (backtrace printing, unwinding)
+#                        The unstripped binary stays in target/cross/TARGET*/TARGET/
+#                        release/edge-gw for board/size-report.sh.
 #   EDGE_GW_BOARD_JOBS   cargo -j; default: all cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +64,9 @@ ROOT=$PWD
 
 ALL_TARGETS=(mipsel-unknown-linux-musl mips-unknown-linux-musl
   armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
+# Targets built with the patched rustix (32-bit big-endian musl on rustix's
+# libc backend: board/patches/README.md). The others use it as locked.
+RUSTIX_PATCH_TARGETS=" mips-unknown-linux-musl "
 HOME_DIR=${EDGE_GW_BOARD_HOME:-$ROOT/target/cross}
 OUT=${EDGE_GW_BOARD_OUT:-$ROOT/target/cross/out}
 SIZES=$ROOT/board/sizes.txt
@@ -62,13 +77,29 @@ VARIANT=${EDGE_GW_BOARD_VARIANT:-}
 # never unwinds. Panic messages are kept. optimize_for_size picks std's
 # smaller algorithm variants.
 STD_FEATURES=optimize_for_size
+# The size flags of the default router build (measured one by one in
+# board/README.md, "Sizes"). They apply to std too (-Zbuild-std).
+#   -Cpanic=immediate-abort  a panic is a bare trap (SIGILL/SIGTRAP, procd
+#                            logs the crash and respawns): no message, no
+#                            location, no formatting machinery behind it
+#   -Zlocation-detail=none   no file:line:col strings for #[track_caller]
+#   -Zfmt-debug=shallow      #[derive(Debug)] prints only the type or variant
+#                            name; hand-written Debug (strings: the agent's
+#                            two `{:?}` messages) and Display are untouched
+#                            ("none" would print those two as empty)
+#   -Cforce-unwind-tables=no no .eh_frame for Rust code: nothing unwinds
+# EDGE_GW_BOARD_VARIANT=panic-messages builds without the first three, for
+# debugging (PANIC_RUSTFLAGS).
+SMALL_RUSTFLAGS=(-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none
+  -Zfmt-debug=shallow -Cforce-unwind-tables=no)
+PANIC_RUSTFLAGS=(-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=shallow)
 ZIGLANG_VERSION=${EDGE_GW_ZIGLANG_VERSION:-0.17.1}
 ZIGBUILD_VERSION=${EDGE_GW_ZIGBUILD_VERSION:-0.24.0}
 # Growth allowed over board/sizes.txt, in percent.
 SIZE_SLACK=10
 
 usage() {
-  sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -99,7 +130,7 @@ say() { printf '\n=== [board %4ds] %s\n' "$((SECONDS - t_start))" "$*"; }
 
 # --- 1. Debian packages ----------------------------------------------------
 APT_PKGS=(rustc-web cargo-web rust-web-src qemu-user-static file binutils python3-venv
-  ca-certificates)
+  ca-certificates patch)
 find_objcopy() { # llvm-objcopy of any version handles every target
   command -v llvm-objcopy || command -v llvm-objcopy-22 || command -v llvm-objcopy-14 || true
 }
@@ -180,8 +211,11 @@ print(json.dumps([c.get("target", {}).get(sys.argv[2]), c.get("env")], sort_keys
 
 for target in "${targets[@]}"; do
   suffix=
-  extra_args=()
+  # Stripped below with llvm-objcopy, so that the unstripped binary stays
+  # for board/size-report.sh without a second build.
+  extra_args=(--config profile.release.strip=false)
   std_features=$STD_FEATURES
+  rustflags=("${SMALL_RUSTFLAGS[@]}")
   if [ -n "$VARIANT" ]; then
     suffix=-${VARIANT//,/-}
     IFS=, read -r -a vs <<< "$VARIANT"
@@ -189,14 +223,34 @@ for target in "${targets[@]}"; do
       case $v in
         opt-[0-3]) extra_args+=(--config "profile.release.opt-level=${v#opt-}") ;;
         opt-[sz]) extra_args+=(--config "profile.release.opt-level=\"${v#opt-}\"") ;;
-        nostrip) extra_args+=(--config profile.release.strip=false) ;;
-        immediate-abort) extra_args+=(--config "target.$target.rustflags=[\"-Zunstable-options\", \"-Cpanic=immediate-abort\"]") ;;
+        base) rustflags=() ;;
+        panic-messages)
+          keep=()
+          for f in "${rustflags[@]}"; do
+            [[ " ${PANIC_RUSTFLAGS[*]} " == *" $f "* ]] || keep+=("$f")
+          done
+          rustflags=("${keep[@]}") ;;
+        immediate-abort) rustflags+=(-Zunstable-options -Cpanic=immediate-abort) ;;
+        location-none) rustflags+=(-Zlocation-detail=none) ;;
+        fmt-debug-none) rustflags+=(-Zfmt-debug=none) ;;
+        fmt-debug-shallow) rustflags+=(-Zfmt-debug=shallow) ;;
+        no-uwtables) rustflags+=(-Cforce-unwind-tables=no) ;;
         std-backtrace) std_features=backtrace,panic-unwind ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
       esac
     done
   fi
+  if [ ${#rustflags[@]} -gt 0 ]; then
+    # Added to board/cargo-config.toml's rustflags for this target (cargo
+    # joins the arrays).
+    extra_args+=(--config "target.$target.rustflags=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${rustflags[@]}")")
+  fi
   tdir=$HOME_DIR/$target$suffix
+  if [[ $RUSTIX_PATCH_TARGETS == *" $target "* ]]; then
+    # Fails loudly (and so does this script) if the patch no longer applies.
+    rustix_dir=$(CARGO=cargo "$ROOT/board/patch-rustix.sh" "$HOME_DIR/rustix-patched")
+    extra_args+=(--config "patch.crates-io.rustix.path=\"$rustix_dir\"")
+  fi
   # A target dir per target and flag set: the libc crates' build scripts do
   # not re-run when their environment changes, so any change of this
   # target's flags or of the toolchain starts from a clean directory.
@@ -207,8 +261,8 @@ for target in "${targets[@]}"; do
   fi
   mkdir -p "$tdir"
   echo "$stamp" > "$tdir/.board-stamp"
-  # Resolve against a copy of the repo's lockfile: the rustix [patch] would
-  # otherwise rewrite Cargo.lock for everyone.
+  # Resolve against a copy of the repo's lockfile: the rustix [patch] (mips)
+  # would otherwise rewrite Cargo.lock for everyone, and a build never should.
   cp "$ROOT/Cargo.lock" "$tdir/Cargo.lock"
 
   say "$target: cargo zigbuild"
@@ -228,10 +282,12 @@ for target in "${targets[@]}"; do
   TIME[$target]=$((SECONDS - t0))
   bin=$tdir/$target/release/edge-gw
   dest=$OUT/edge-gw-$target$suffix
-  # `.pdr` (MIPS procedure descriptors, ~110 KiB) is debugger metadata that
-  # the linker keeps even with --strip-all; OpenWrt's own strip removes it
-  # too. Nothing loads it. `.comment` is the toolchain's version strings.
-  "$OBJCOPY" --remove-section=.pdr --remove-section=.comment "$bin" "$dest.tmp"
+  # --strip-all: the symbol tables (the profile's strip=true, done here so
+  # the unstripped binary stays). `.pdr` (MIPS procedure descriptors, ~110
+  # KiB) is debugger metadata that the linker keeps even with --strip-all;
+  # OpenWrt's own strip removes it too. Nothing loads it. `.comment` is the
+  # toolchain's version strings.
+  "$OBJCOPY" --strip-all --remove-section=.pdr --remove-section=.comment "$bin" "$dest.tmp"
   chmod 0755 "$dest.tmp" && mv "$dest.tmp" "$dest"
   desc=$(file -b "$dest")
   echo "$dest: $desc"
@@ -249,7 +305,7 @@ for target in "${targets[@]}"; do
         -Zlockfile-path --config "resolver.lockfile-path=\"$tdir/probe-lock/Cargo.lock\"" \
         "${extra_args[@]}" -Zbuild-std=std,panic_abort -Zbuild-std-features="$std_features" \
         --target "$target" --release --target-dir "$tdir" "${jobs[@]}"; then
-      cp "$tdir/$target/release/edge-gw-timer-probe" "$OUT/timer-probe-$target$suffix"
+      "$OBJCOPY" --strip-all "$tdir/$target/release/edge-gw-timer-probe" "$OUT/timer-probe-$target$suffix"
       q=$(qemu_for "$target")
       if timeout 60 $q "$OUT/timer-probe-$target$suffix"; then
         PROBE[$target]=ok

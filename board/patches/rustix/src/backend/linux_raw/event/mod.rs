@@ -1,4 +1,0 @@
-pub mod epoll;
-pub(crate) mod poll_fd;
-pub(crate) mod syscalls;
-pub(crate) mod types;

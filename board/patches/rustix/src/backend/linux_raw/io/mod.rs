@@ -1,3 +1,0 @@
-pub(crate) mod errno;
-pub(crate) mod syscalls;
-pub(crate) mod types;

@@ -1,3 +1,0 @@
-pub(crate) mod syscalls;
-pub(crate) mod types;
-pub(crate) mod wait;

@@ -1,2 +1,0 @@
-pub(crate) mod syscalls;
-pub(crate) mod tls;

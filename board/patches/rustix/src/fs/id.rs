@@ -1,1 +1,0 @@
-pub use crate::ugid::{Gid, Uid};

@@ -1,4 +1,0 @@
-#[cfg(any(unix, target_os = "wasi"))]
-pub mod fd;
-#[cfg(windows)]
-pub mod windows;

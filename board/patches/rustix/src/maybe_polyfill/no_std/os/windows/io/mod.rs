@@ -1,5 +1,0 @@
-mod raw;
-mod socket;
-
-pub use raw::{AsRawSocket, FromRawSocket, IntoRawSocket, RawSocket};
-pub use socket::{AsSocket, BorrowedSocket, OwnedSocket};
