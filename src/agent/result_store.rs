@@ -10,7 +10,7 @@
 //! [`DeliveryJournal`](super::delivery_journal::DeliveryJournal): a result
 //! file therefore proves the consumer finished, and a push the journal
 //! holds as interrupted but that has a result is delivered (see
-//! [`ResultStore::settle_interrupted`]). Removed once the master confirms.
+//! `agent::run`, at start). Removed once the master confirms.
 //!
 //! # Bounds
 //! One file per push that wanted a result and is not confirmed; each is
