@@ -110,8 +110,8 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
     }
     for id in journal.interrupted() {
         log::error!(
-            "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `RESOLVE {id} delivered` or `RESOLVE {id} retry` on {}",
-            local::socket_path(state_dir).display()
+            "push {id}: an earlier run of the agent stopped while the --on-push hook ran for it; it is held, not run again and not acked, until you check what the hook did and answer `edge-gw inbox --resolve {id} delivered` or `... retry` (state dir {})",
+            state_dir.display()
         );
     }
     let shared = Shared::new(
