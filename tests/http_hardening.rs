@@ -14,8 +14,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use edge_gw::proto::frame::{Compress, Encode, encode};
-use edge_gw::proto::{MsgType, Uuid, Version};
+use edge_gw::proto::{MsgType, Version};
 use serde_json::Value;
 use support::*;
 
@@ -366,17 +365,10 @@ fn empty_group_name_is_refused() {
 
 /// A legacy v1 report frame (type 7), as the original report client sends.
 fn legacy_report(body: &[u8]) -> Vec<u8> {
-    encode(
-        &Encode {
-            version: Version::V1,
-            msg_type: MsgType::from_u8(Version::V1, 7).unwrap(),
-            uuid: Uuid::from_text("0123456789abcdef0123456789abcdefA").unwrap(),
-            compress: Compress::Never,
-            v1_cipher_flag: false,
-            max_frame: 1 << 20,
-        },
+    plain_frame(
+        Version::V1,
+        MsgType::from_u8(Version::V1, 7).unwrap(),
+        "0123456789abcdef0123456789abcdefA",
         body,
-        None,
     )
-    .unwrap()
 }

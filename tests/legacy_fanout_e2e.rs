@@ -9,26 +9,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use edge_gw::proto::frame::{Compress, Encode, encode};
-use edge_gw::proto::{Frame, FrameDecoder, MsgType, Uuid, Version};
+use edge_gw::proto::{Frame, FrameDecoder, MsgType, Version};
 use support::*;
 
 const T: Duration = Duration::from_secs(20);
 
 fn legacy(t: MsgType, body: &[u8]) -> Vec<u8> {
-    encode(
-        &Encode {
-            version: Version::V1,
-            msg_type: t,
-            uuid: Uuid::from_text("0123456789abcdef0123456789abcdefL").unwrap(),
-            compress: Compress::Never,
-            v1_cipher_flag: false,
-            max_frame: 1 << 20,
-        },
-        body,
-        None,
-    )
-    .unwrap()
+    plain_frame(Version::V1, t, "0123456789abcdef0123456789abcdefL", body)
 }
 
 fn read_frame(tcp: &mut TcpStream, d: &mut FrameDecoder) -> Frame {

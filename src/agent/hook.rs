@@ -17,10 +17,10 @@ use smol::process::Command;
 
 use crate::proto::v2::Push;
 
-/// Runs `cmd` through `/bin/sh -c` with the push body on stdin and its
-/// metadata in the environment: `EDGE_GW_PUSH_ID`, `EDGE_GW_PUSH_SENDER`,
-/// `EDGE_GW_PUSH_GROUP`, `EDGE_GW_PUSH_BYTES`.
-pub async fn run(cmd: &str, push: &Push, timeout: Duration) -> Result<(), String> {
+/// `/bin/sh -c cmd` with the push's metadata in the environment, in a
+/// process group of its own (so a cut-off hook is killed with its
+/// children).
+fn shell(cmd: &str, push: &Push) -> std::process::Command {
     let mut sh = std::process::Command::new("/bin/sh");
     sh.arg("-c")
         .arg(cmd)
@@ -29,6 +29,14 @@ pub async fn run(cmd: &str, push: &Push, timeout: Duration) -> Result<(), String
         .env("EDGE_GW_PUSH_GROUP", &push.group)
         .env("EDGE_GW_PUSH_BYTES", push.body.len().to_string())
         .process_group(0);
+    sh
+}
+
+/// Runs `cmd` through `/bin/sh -c` with the push body on stdin and its
+/// metadata in the environment: `EDGE_GW_PUSH_ID`, `EDGE_GW_PUSH_SENDER`,
+/// `EDGE_GW_PUSH_GROUP`, `EDGE_GW_PUSH_BYTES`.
+pub async fn run(cmd: &str, push: &Push, timeout: Duration) -> Result<(), String> {
+    let sh = shell(cmd, push);
     let mut child = Command::from(sh)
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
@@ -101,15 +109,8 @@ pub async fn run_for_result(
     timeout: Duration,
     cap: usize,
 ) -> Result<HookAnswer, String> {
-    let mut sh = std::process::Command::new("/bin/sh");
-    sh.arg("-c")
-        .arg(cmd)
-        .env("EDGE_GW_PUSH_ID", push.id.to_string())
-        .env("EDGE_GW_PUSH_SENDER", &push.sender)
-        .env("EDGE_GW_PUSH_GROUP", &push.group)
-        .env("EDGE_GW_PUSH_BYTES", push.body.len().to_string())
-        .env("EDGE_GW_PUSH_WANTS_RESULT", "1")
-        .process_group(0);
+    let mut sh = shell(cmd, push);
+    sh.env("EDGE_GW_PUSH_WANTS_RESULT", "1");
     let mut child = Command::from(sh)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -299,3 +299,28 @@ pub fn agent(dir: &TempDir, name: &str, master: &Master, extra: &[&str]) -> Proc
         .unwrap_or(0);
     Proc::spawn(&args, dir.path().join(format!("agent-{name}-{n}.log")))
 }
+
+/// One unsealed, uncompressed frame of any version, type and uuid, made by
+/// the library's encoder (the raw-bytes tests build theirs by hand in
+/// `legacy.rs`).
+pub fn plain_frame(
+    version: edge_gw::proto::Version,
+    t: edge_gw::proto::MsgType,
+    uuid: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    use edge_gw::proto::frame::{Compress, Encode, encode};
+    encode(
+        &Encode {
+            version,
+            msg_type: t,
+            uuid: edge_gw::proto::Uuid::from_text(uuid).unwrap(),
+            compress: Compress::Never,
+            v1_cipher_flag: false,
+            max_frame: 1 << 20,
+        },
+        body,
+        None,
+    )
+    .unwrap()
+}
