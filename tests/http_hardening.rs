@@ -206,9 +206,22 @@ fn connections_over_the_http_cap_are_counted_and_logged() {
         "http_request_timeout = 4\nhttp_max_connections = 4\n",
         &[],
     );
-    let held: Vec<TcpStream> = (0..4)
-        .map(|_| connect_from("127.0.0.3", http_addr(&m), None).unwrap())
-        .collect();
+    // Fill the 4 slots. The harness's readiness request may still hold a
+    // slot for a moment (its connection is being closed): a connection
+    // refused for that is closed at once, so it is replaced. Admitted ones
+    // stay open until the request deadline.
+    let mut held: Vec<TcpStream> = Vec::new();
+    while held.len() < 4 {
+        let s = connect_from("127.0.0.3", http_addr(&m), None).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match (&s).read(&mut [0u8; 1]) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                held.push(s)
+            }
+            _ => {} // closed: refused, try again
+        }
+    }
     // Over the cap: closed on accept. Each of these sees the close.
     for _ in 0..6 {
         let mut s = connect_from("127.0.0.4", http_addr(&m), None).unwrap();
