@@ -19,6 +19,7 @@ impl TempDir {
         let dir =
             std::env::temp_dir().join(format!("edge-gw-keys-{}-{name}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        // ok: test-only module (cfg(test)); a failing scratch set-up should fail the test
         fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -46,10 +47,12 @@ pub const UUID: &str = "0123456789abcdef0123456789abcdefA";
 
 /// The key written as `hex`.
 pub fn psk(hex: &str) -> Psk {
+    // ok: test-only module (cfg(test)); a failing scratch set-up should fail the test
     Psk::from_hex(hex).unwrap()
 }
 
 /// The permission bits of `path`.
 pub fn mode_of(path: &Path) -> u32 {
+    // ok: test-only module (cfg(test)); a failing scratch set-up should fail the test
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }

@@ -8,12 +8,14 @@ use crate::proto::{Uuid, v2};
 pub(crate) fn tmpdir(tag: &str, name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("edge-gw-{tag}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
+    // ok: test-only module (cfg(test)); a failing scratch set-up should fail the test
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 /// A uuid from text.
 pub(crate) fn uuid(s: &str) -> Uuid {
+    // ok: test-only module (cfg(test)); a failing scratch set-up should fail the test
     Uuid::from_text(s).unwrap()
 }
 
