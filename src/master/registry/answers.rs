@@ -80,6 +80,13 @@ pub(super) struct AnswerTable {
 }
 
 impl AnswerTable {
+    /// Shows a stored answer and queues it for retention (oldest first);
+    /// its bytes are already charged to the agent.
+    fn keep(&mut self, id: u64, uuid: Uuid, answer: Answer) {
+        self.stored.entry(id).or_default().push((uuid, answer));
+        self.order.push_back((id, uuid));
+    }
+
     fn unreserve(&mut self, uuid: &Uuid, n: usize) {
         if let Some(b) = self.bytes.get_mut(uuid) {
             *b = b.saturating_sub(n);
@@ -142,12 +149,7 @@ impl Registry {
     pub fn restore_answers(&mut self, answers: Vec<(u64, Uuid, Answer)>) {
         for (id, uuid, answer) in answers {
             *self.answers.bytes.entry(uuid).or_default() += answer.output.len();
-            self.answers
-                .stored
-                .entry(id)
-                .or_default()
-                .push((uuid, answer));
-            self.answers.order.push_back((id, uuid));
+            self.answers.keep(id, uuid, answer);
         }
     }
 
@@ -215,12 +217,7 @@ impl Registry {
             }
             self.events
                 .push(FleetEvent::PushAnswered(id, uuid, answer.exit));
-            self.answers
-                .stored
-                .entry(id)
-                .or_default()
-                .push((uuid, answer));
-            self.answers.order.push_back((id, uuid));
+            self.answers.keep(id, uuid, answer);
             self.counters.push_results_stored += 1;
             if let Some(conn) = self.agents.get(&uuid).and_then(|a| a.conn.as_ref())
                 && conn.send(Cmd::ResultStored(id)).is_err()
