@@ -47,7 +47,8 @@ enum Wake {
 }
 
 /// The last problem logged for each master, so a retry that fails the
-/// same way is logged at debug level only; as long as the list (at most
+/// same way is logged at debug level only; pruned to the listed masters
+/// on every attempt, so never longer than the list (at most
 /// [`crate::cli::host_port::MAX_MASTERS`] entries).
 #[derive(Default)]
 struct Problems(Vec<(String, String)>);
@@ -68,10 +69,14 @@ impl Problems {
         }
     }
 
-    /// Forgets `master`'s problem (it worked), and the masters a SIGHUP
-    /// took off the list.
-    fn clear(&mut self, master: &str, listed: &[String]) {
-        self.0.retain(|(m, _)| m != master && listed.contains(m));
+    /// Forgets `master`'s problem (it worked).
+    fn clear(&mut self, master: &str) {
+        self.0.retain(|(m, _)| m != master);
+    }
+
+    /// Forgets the masters a SIGHUP took off the list.
+    fn prune(&mut self, listed: &[String]) {
+        self.0.retain(|(m, _)| listed.contains(m));
     }
 }
 
@@ -81,7 +86,11 @@ impl Problems {
 pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<&'static str>) {
     let mut problems = Problems::default();
     loop {
-        let master = cfg.masters.borrow().current().to_string();
+        let master = {
+            let masters = cfg.masters.borrow();
+            problems.prune(masters.addrs());
+            masters.current().to_string()
+        };
         shared.state.borrow_mut().counters.connects += 1;
         let attempt = async { Some(connect(&master).await) };
         let stopped = async {
@@ -111,7 +120,7 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
                 }
                 lasted = started.elapsed();
                 if established {
-                    problems.clear(&master, cfg.masters.borrow().addrs());
+                    problems.clear(&master);
                 }
                 let problem = format!("{}: {}", info.code.name(), info.reason);
                 loud = problems.note(&master, problem) || established;
