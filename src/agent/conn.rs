@@ -1,35 +1,39 @@
-//! The agent's connection loop: resolve, connect, run a session, back off,
-//! again — logging each change of state once, not every retry.
+//! The agent's connection loop: resolve, connect, run a session; on a
+//! failure move to the next master ([`MasterList`]) after a jittered wait,
+//! and again — logging each change of state once, not every retry.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;
 use smol::{Async, Timer};
 
-use super::backoff::Backoff;
 use super::delivery_journal::Known;
 use super::inbox::Refused;
+use super::masters::MasterList;
 use super::state::Shared;
 use crate::proto::Version;
 use crate::proto::v1::{self, json};
 use crate::proto::v2::{self, CloseCode};
-use crate::session::CloseInfo;
 use crate::session::agent::{AgentConfig, AgentEvent, AgentSession, SendError};
+use crate::session::{CloseInfo, Entropy};
 
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write stalled this long ends the session.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
-/// A session that lasted this long resets the backoff.
-const STABLE: Duration = Duration::from_secs(60);
 
 /// What the loop needs.
 pub struct ConnConfig {
-    /// `HOST:PORT` of the master, resolved on every attempt.
-    pub master: String,
+    /// The masters, each resolved on every attempt. Shared with the
+    /// signal loop, which hands it a SIGHUP's new list
+    /// ([`MasterList::relist`]) while the session stays up; borrowed only
+    /// between awaits.
+    pub masters: Rc<RefCell<MasterList>>,
     /// Session settings.
     pub session: AgentConfig,
 }
@@ -42,15 +46,53 @@ enum Wake {
     Stop(&'static str),
 }
 
+/// The last problem logged for each master, so a retry that fails the
+/// same way is logged at debug level only; pruned to the listed masters
+/// on every attempt, so never longer than the list (at most
+/// [`crate::cli::host_port::MAX_MASTERS`] entries).
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    /// Records `problem` for `master`; true if it is news.
+    fn note(&mut self, master: &str, problem: String) -> bool {
+        match self.0.iter_mut().find(|(m, _)| m == master) {
+            Some((_, p)) if *p == problem => false,
+            Some((_, p)) => {
+                *p = problem;
+                true
+            }
+            None => {
+                self.0.push((master.to_string(), problem));
+                true
+            }
+        }
+    }
+
+    /// Forgets `master`'s problem (it worked).
+    fn clear(&mut self, master: &str) {
+        self.0.retain(|(m, _)| m != master);
+    }
+
+    /// Forgets the masters a SIGHUP took off the list.
+    fn prune(&mut self, listed: &[String]) {
+        self.0.retain(|(m, _)| listed.contains(m));
+    }
+}
+
 /// Runs until `stop` fires; returns after closing the session cleanly
 /// with the reason `stop` carried ([`STOPPED`] or [`RELOADING`]), which
 /// the master logs and shows as the agent's last close.
 pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<&'static str>) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut last_problem = String::new();
+    let mut problems = Problems::default();
     loop {
+        let master = {
+            let masters = cfg.masters.borrow();
+            problems.prune(masters.addrs());
+            masters.current().to_string()
+        };
         shared.state.borrow_mut().counters.connects += 1;
-        let attempt = async { Some(connect(&cfg.master).await) };
+        let attempt = async { Some(connect(&master).await) };
         let stopped = async {
             let _ = stop.recv().await;
             None
@@ -58,52 +100,80 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
         let Some(result) = attempt.or(stopped).await else {
             return;
         };
+        // Whether this failure is worth a line at info level or above.
+        let loud;
+        let mut lasted = Duration::ZERO;
         match result {
             Ok((stream, addr)) => {
                 let started = Instant::now();
-                let (info, established) =
-                    session(stream, &cfg, &shared, &stop, &mut last_problem, addr).await;
-                shared.state.borrow_mut().connected = false;
+                let who = named(&master, addr);
+                let (info, established) = session(stream, &cfg, &shared, &stop, &who).await;
+                {
+                    let mut st = shared.state.borrow_mut();
+                    st.connected = false;
+                    st.master = None;
+                }
                 if info.code == CloseCode::Normal
                     && matches!(info.reason.as_str(), STOPPED | RELOADING)
                 {
                     return;
                 }
-                let problem = format!("{}: {}", info.code.name(), info.reason);
+                lasted = started.elapsed();
                 if established {
-                    log::warn!("disconnected from the master at {addr}: {}", info.reason);
-                } else if problem != last_problem {
+                    problems.clear(&master);
+                }
+                let problem = format!("{}: {}", info.code.name(), info.reason);
+                loud = problems.note(&master, problem) || established;
+                if established {
+                    log::warn!("disconnected from the master at {who}: {}", info.reason);
+                } else if loud {
                     let hint = if info.code == CloseCode::AuthFailed {
                         " (check --key-file and the master's keyring)"
                     } else {
                         ""
                     };
-                    log::error!(
-                        "master at {addr} refused the session: {}{hint}",
-                        info.reason
-                    );
-                }
-                last_problem = problem;
-                if started.elapsed() >= STABLE {
-                    backoff.reset();
+                    log::error!("master at {who} refused the session: {}{hint}", info.reason);
                 }
             }
             Err(e) => {
-                if e != last_problem {
+                loud = problems.note(&master, e.clone());
+                if loud {
+                    let single = cfg.masters.borrow().addrs().len() == 1;
                     log::warn!(
-                        "cannot reach the master at {}: {e}; retrying with backoff",
-                        cfg.master
+                        "cannot reach the master at {master}: {e}{}",
+                        if single {
+                            "; retrying with backoff"
+                        } else {
+                            ""
+                        }
                     );
-                    last_problem = e;
                 } else {
-                    log::debug!("still cannot reach {}", cfg.master);
+                    log::debug!("still cannot reach {master}");
                 }
             }
         }
-        let delay = backoff.next_delay();
-        log::debug!("reconnecting in {delay:?} (attempt {})", backoff.attempts());
+        let (mv, listed) = {
+            let mut masters = cfg.masters.borrow_mut();
+            (masters.failed(lasted, random()), masters.addrs().len())
+        };
+        let wait = format!("{} ms", mv.delay.as_millis());
+        if listed == 1 {
+            log::debug!("reconnecting in {wait}");
+        } else if loud {
+            log::info!(
+                "moving to the master at {} in {wait}{}",
+                mv.to,
+                if mv.round_done {
+                    " (every listed master failed this round: backing off)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            log::debug!("trying the master at {} in {wait}", mv.to);
+        }
         let sleep = async {
-            Timer::after(delay).await;
+            Timer::after(mv.delay).await;
             false
         };
         let stopped = async {
@@ -113,6 +183,28 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
         if sleep.or(stopped).await {
             return;
         }
+    }
+}
+
+/// A uniform random number from the agent's random source, for the
+/// jitter (the middle of the range if the source fails: a wait that is
+/// not random still waits).
+fn random() -> u32 {
+    let mut b = [0u8; 4];
+    match crate::os::OsEntropy.fill(&mut b) {
+        Ok(()) => u32::from_le_bytes(b),
+        Err(_) => u32::MAX / 2,
+    }
+}
+
+/// The master as listed, with the address it resolved to when that says
+/// more (`m1.example.net:9503 (192.0.2.7:9503)`).
+fn named(master: &str, addr: SocketAddr) -> String {
+    let a = addr.to_string();
+    if a == master {
+        a
+    } else {
+        format!("{master} ({a})")
     }
 }
 
@@ -159,8 +251,7 @@ async fn session(
     cfg: &ConnConfig,
     shared: &Shared,
     stop: &smol::channel::Receiver<&'static str>,
-    last_problem: &mut String,
-    addr: SocketAddr,
+    who: &str,
 ) -> (CloseInfo, bool) {
     // The session answers resends of what the journal knows as delivered
     // by itself; later deliveries are checked on each push below.
@@ -193,9 +284,9 @@ async fn session(
                     master_software,
                 } => {
                     established = true;
-                    last_problem.clear();
                     let mut st = shared.state.borrow_mut();
                     st.connected = true;
+                    st.master = Some(cfg.masters.borrow().current().to_string());
                     st.counters.sessions += 1;
                     // Every unconfirmed result goes again on a new session.
                     st.results_unsent = st.results.ids().into();
@@ -204,7 +295,7 @@ async fn session(
                         st.clock_offset_ms = Some(master_unix_ms as i64 - since);
                     }
                     log::info!(
-                        "connected to the master at {addr} ({}{}, heartbeat {} s × {}){}",
+                        "connected to the master at {who} ({}{}, heartbeat {} s × {}){}",
                         if cfg.session.wire == Version::V1 {
                             "legacy v1"
                         } else {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `REPORT K=V ...` | `OK` or `ERR reason` |
 //! | `TAKE` | `MSG <id> <len> <sender> <group>` + body, or `EMPTY`; then the client sends `ACK <id>` once it has the message safe, answered `OK` |
-//! | `STATUS` | `STATUS connected=0/1 ring=N inbox=N dropped=N ... interrupted=N` |
+//! | `STATUS` | `STATUS connected=0/1 master=HOST:PORT ring=N inbox=N dropped=N ... interrupted=N` (`master=-` while disconnected) |
 //! | `RESOLVE <id> delivered` / `RESOLVE <id> retry` | `OK`, or `ERR reason` if `<id>` is not interrupted |
 //! | `ANSWER <id> <exit> <len>` + `<len>` bytes of output | `OK` once the result is stored (synced), or `ERR reason` |
 //!
@@ -108,8 +108,9 @@ async fn handle(stream: Async<UnixStream>, shared: &Shared) -> io::Result<()> {
             let st = shared.state.borrow();
             let c = st.counters;
             format!(
-                "STATUS connected={} ring={} dropped={} inbox={} refused={} reports={} sent={} pushes={} delivered={} hook_failures={} sessions={} interrupted={}\n",
+                "STATUS connected={} master={} ring={} dropped={} inbox={} refused={} reports={} sent={} pushes={} delivered={} hook_failures={} sessions={} interrupted={}\n",
                 u8::from(st.connected),
+                st.master.as_deref().unwrap_or("-"),
                 st.ring.len(),
                 st.ring.dropped,
                 st.inbox.len(),

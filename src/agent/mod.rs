@@ -9,7 +9,9 @@
 //! disk before any ack, so a push reaches the consumer once whatever the
 //! order in which agent and master crash and restart.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use smol::LocalExecutor;
@@ -27,6 +29,7 @@ pub mod hook;
 pub mod identity;
 pub mod inbox;
 pub mod local;
+pub mod masters;
 pub mod reload;
 pub mod resolved;
 pub mod result_store;
@@ -85,9 +88,14 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
         );
     }
     log::info!(
-        "agent {} starting: master {}, wire {}, interval {} s, state dir {}",
+        "agent {} starting: {} {}, wire {}, interval {} s, state dir {}",
         run.uuid,
-        set.master,
+        if set.masters.len() == 1 {
+            "master"
+        } else {
+            "masters (in this order)"
+        },
+        set.masters.join(", "),
         set.wire,
         set.interval.as_secs(),
         set.state_dir.display()
@@ -126,27 +134,31 @@ pub fn run(opts: AgentOptions) -> Result<(), String> {
     smol::block_on(ex.run(main(&ex, &opts, run, shared, signals)))
 }
 
-/// The connection settings of `run`.
-fn conn_config(run: &Resolved) -> conn::ConnConfig {
-    conn::ConnConfig {
-        master: run.set.master.clone(),
-        session: run.session_config(),
-    }
-}
-
-/// The running connection task and the channel that stops it (carrying
-/// the reason its Close gives the master).
+/// The running connection task, the channel that stops it (carrying
+/// the reason its Close gives the master), and its list of masters.
 struct Connection {
     task: smol::Task<()>,
     stop: smol::channel::Sender<&'static str>,
+    masters: Rc<RefCell<masters::MasterList>>,
 }
 
 impl Connection {
-    fn start(ex: &LocalExecutor<'_>, run: &Resolved, shared: &Shared) -> Connection {
+    fn start(
+        ex: &LocalExecutor<'_>,
+        list: masters::MasterList,
+        run: &Resolved,
+        shared: &Shared,
+    ) -> Connection {
         let (stop, stop_rx) = smol::channel::bounded::<&'static str>(1);
+        let masters = Rc::new(RefCell::new(list));
+        let cfg = conn::ConnConfig {
+            masters: masters.clone(),
+            session: run.session_config(),
+        };
         Connection {
-            task: ex.spawn(conn::run(conn_config(run), shared.clone(), stop_rx)),
+            task: ex.spawn(conn::run(cfg, shared.clone(), stop_rx)),
             stop,
+            masters,
         }
     }
 
@@ -192,16 +204,29 @@ async fn main(
         run.set.hook_timeout,
         run.set.result_max_bytes,
     ));
-    let mut connection = Connection::start(ex, &run, &shared);
+    // Settings always name a master (`AgentSettings::load` refuses them
+    // otherwise), so this and the one on reload never fail in practice.
+    let list = masters::MasterList::new(run.set.masters.clone()).ok_or("no master listed")?;
+    let mut connection = Connection::start(ex, list, &run, &shared);
     let signalled = loop {
         match signals.next().await {
             Some(Ok(Signal::Hup)) => {
-                let Some(next) = reload_on_sighup(opts, &run) else {
+                let connected = shared.state.borrow().master.clone();
+                let Some(next) = reload_on_sighup(opts, &run, connected.as_deref()) else {
+                    continue;
+                };
+                let Some(list) = masters::MasterList::new(next.run.set.masters.clone()) else {
+                    log::error!("SIGHUP: no master listed; keeping the running settings");
                     continue;
                 };
                 if next.reconnect {
                     connection.stop(conn::RELOADING).await;
-                    connection = Connection::start(ex, &next.run, &shared);
+                    connection = Connection::start(ex, list, &next.run, &shared);
+                } else if next.run.set.masters != run.set.masters {
+                    connection
+                        .masters
+                        .borrow_mut()
+                        .relist(next.run.set.masters.clone());
                 }
                 if next.retime {
                     let _ = retime
@@ -244,7 +269,7 @@ struct Next {
 /// Resolves the config file and key file again and logs what changed;
 /// `None` when nothing is to be done (nothing changed, or the files are
 /// broken: the agent keeps running as it was rather than dying on a typo).
-fn reload_on_sighup(opts: &AgentOptions, run: &Resolved) -> Option<Next> {
+fn reload_on_sighup(opts: &AgentOptions, run: &Resolved, connected: Option<&str>) -> Option<Next> {
     let new = match Resolved::load(opts) {
         Ok(new) => new,
         Err(e) => {
@@ -264,12 +289,27 @@ fn reload_on_sighup(opts: &AgentOptions, run: &Resolved) -> Option<Next> {
         crate::cli::logging::config_level(new.set.log_level);
         log::info!("SIGHUP: applied {}", changes.in_place.join(", "));
     }
-    let reconnect = !changes.session.is_empty();
+    let reconnect = changes.needs_reconnect(connected, &new);
+    if changes.session.contains(&"master") {
+        log::info!(
+            "SIGHUP: the masters are now {} (were {})",
+            new.set.masters.join(", "),
+            run.set.masters.join(", ")
+        );
+    }
     if reconnect {
         log::info!(
-            "SIGHUP: {} changed; reconnecting with the new settings",
-            changes.session.join(", ")
+            "SIGHUP: {} changed; reconnecting with the new settings{}",
+            changes.session.join(", "),
+            match connected {
+                Some(c) if !new.set.masters.iter().any(|m| m == c) => {
+                    format!(" (the master at {c} is no longer listed)")
+                }
+                _ => String::new(),
+            }
         );
+    } else if let Some(c) = connected.filter(|_| changes.session.contains(&"master")) {
+        log::info!("SIGHUP: the master at {c} is still listed; keeping the session");
     }
     Some(Next {
         run: Changes::applied(run, new),

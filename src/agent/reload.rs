@@ -9,14 +9,21 @@
 //! and those fixed at start (ring and inbox sizes, the state directory,
 //! the hook: logged and kept, because changing them would lose buffered
 //! reports or undelivered pushes). Nothing changed means no reconnect at all.
+//!
+//! The list of masters is the one session setting that may change without
+//! a reconnect: an agent connected to a master the new list still names
+//! keeps its session (and takes the new list for its next failover), so
+//! adding or reordering masters across a fleet does not drop every agent.
 
 use super::resolved::Resolved;
 
 /// The names of the settings a reload changed, by what applying them takes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Carried by the session (the master, the uuid, group, key, wire,
-    /// and the interval told to the master): reconnect.
+    /// Carried by the session (the masters, the uuid, group, key, wire,
+    /// and the interval told to the master): reconnect, except for a new
+    /// list of masters alone that still names the connected one (see
+    /// [`Changes::needs_reconnect`]).
     pub session: Vec<&'static str>,
     /// Applied in place, the session stays up: mounts (the report timer)
     /// and log_level (the logger).
@@ -31,7 +38,7 @@ impl Changes {
         let (o, n) = (&old.set, &new.set);
         let mut c = Changes::default();
         for (name, changed) in [
-            ("master", o.master != n.master),
+            ("master", o.masters != n.masters),
             ("uuid", old.uuid != new.uuid),
             ("group", o.group != n.group),
             ("key", old.psk != new.psk),
@@ -67,6 +74,21 @@ impl Changes {
         c
     }
 
+    /// Whether the new settings need a new session, given the master the
+    /// agent is connected to now (`None`: none, it is between attempts).
+    /// A changed list of masters alone does not, while it still names the
+    /// connected master: that session is healthy, and moving it would be
+    /// the flapping failover avoids.
+    pub fn needs_reconnect(&self, connected: Option<&str>, new: &Resolved) -> bool {
+        if self.session.iter().any(|&name| name != "master") {
+            return true;
+        }
+        if self.session.is_empty() {
+            return false;
+        }
+        !connected.is_some_and(|c| new.set.masters.iter().any(|m| m == c))
+    }
+
     /// Whether the reload changed nothing at all.
     pub fn is_empty(&self) -> bool {
         self.session.is_empty() && self.in_place.is_empty() && self.restart_only.is_empty()
@@ -94,7 +116,7 @@ mod tests {
 
     fn resolved(group: Option<&str>) -> Resolved {
         let mut r = Resolved::load(&AgentOptions {
-            master: "m:1".into(),
+            masters: vec!["m:1".into()],
             uuid: Some("r-1".into()),
             ..AgentOptions::default()
         })
@@ -123,5 +145,25 @@ mod tests {
         assert_eq!(run.set.report_ring, a.set.report_ring, "kept until restart");
         assert_eq!(run.set.group.as_deref(), Some("lab"));
         assert_eq!(run.set.mounts, ["/", "/overlay"]);
+    }
+
+    #[test]
+    fn a_new_master_list_keeps_a_session_it_still_names() {
+        let mut a = resolved(None);
+        a.set.masters = vec!["m:1".into(), "m:2".into()];
+        let mut b = a.clone();
+        b.set.masters = vec!["m:3".into(), "m:2".into()];
+        let c = Changes::between(&a, &b);
+        assert_eq!(c.session, ["master"]);
+        assert!(!c.needs_reconnect(Some("m:2"), &b), "m:2 is still listed");
+        assert!(c.needs_reconnect(Some("m:1"), &b), "m:1 was taken off");
+        assert!(c.needs_reconnect(None, &b), "no session to keep");
+        // Another session setting changed too: a new session anyway.
+        b.set.group = Some("lab".into());
+        let c = Changes::between(&a, &b);
+        assert!(c.needs_reconnect(Some("m:2"), &b));
+        // Nothing the session carries changed.
+        let c = Changes::between(&a, &a.clone());
+        assert!(!c.needs_reconnect(None, &a));
     }
 }

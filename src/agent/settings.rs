@@ -16,8 +16,9 @@ use crate::cli::options::{AgentOptions, DEFAULT_INTERVAL_SECS, INTERVAL_RANGE, W
 /// Fully resolved agent settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentSettings {
-    /// The master, `HOST:PORT`.
-    pub master: String,
+    /// The masters, each `HOST:PORT`, in the order they are tried (at
+    /// least one: [`AgentSettings::load`] refuses settings without).
+    pub masters: Vec<String>,
     /// Key file.
     pub key_file: Option<PathBuf>,
     /// Uuid override.
@@ -159,7 +160,7 @@ impl AgentSettings {
     /// Resolves settings from the command line and its `--config` file.
     pub fn load(opts: &AgentOptions) -> Result<AgentSettings, String> {
         let mut s = AgentSettings {
-            master: opts.master.clone(),
+            masters: Vec::new(),
             key_file: None,
             uuid: None,
             group: None,
@@ -178,6 +179,18 @@ impl AgentSettings {
         };
         if let Some(p) = &opts.config {
             s.apply_file(p)?;
+        }
+        if !opts.masters.is_empty() {
+            s.masters.clone_from(&opts.masters);
+        }
+        if s.masters.is_empty() {
+            return Err(match &opts.config {
+                Some(p) => format!(
+                    "no master: give --agent HOST:PORT, or master = \"HOST:PORT\" (or a list) in {}",
+                    p.display()
+                ),
+                None => "no master: give --agent HOST:PORT".into(),
+            });
         }
         if opts.key_file.is_some() {
             s.key_file.clone_from(&opts.key_file);
@@ -219,6 +232,20 @@ impl AgentSettings {
                 _ => Err(at(n, &format!("{key} must be a non-empty string"))),
             };
             match key.as_str() {
+                // One string (commas allowed, as on the command line) or
+                // a list of strings.
+                "master" => {
+                    let list = match &v {
+                        Value::Str(s) => crate::cli::host_port::master_list(s.split(',')),
+                        Value::List(l) => {
+                            crate::cli::host_port::master_list(l.iter().map(String::as_str))
+                        }
+                        _ => Err(
+                            "master must be \"HOST:PORT\" or a list [\"HOST:PORT\", ...]".into(),
+                        ),
+                    };
+                    self.masters = list.map_err(|e| at(n, &e))?;
+                }
                 "key_file" => self.key_file = Some(PathBuf::from(text(&v)?)),
                 "uuid" => self.uuid = Some(text(&v)?),
                 "group" => self.group = Some(text(&v)?),
@@ -310,7 +337,7 @@ mod tests {
         )
         .unwrap();
         let opts = AgentOptions {
-            master: "m:1".into(),
+            masters: vec!["m:1".into()],
             config: Some(f.clone()),
             interval_secs: Some(5),
             ..AgentOptions::default()
@@ -330,6 +357,61 @@ mod tests {
             AgentSettings::load(&opts)
                 .unwrap_err()
                 .contains("from 1 to 3600")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn masters_from_the_file_or_the_command_line() {
+        let dir =
+            std::env::temp_dir().join(format!("edge-gw-agent-masters-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("agent.toml");
+        let file_only = AgentOptions {
+            config: Some(f.clone()),
+            ..AgentOptions::default()
+        };
+        std::fs::write(&f, "master = [\"m1:9503\", \"m2:9503\"]\n").unwrap();
+        let s = AgentSettings::load(&file_only).unwrap();
+        assert_eq!(s.masters, ["m1:9503", "m2:9503"]);
+        std::fs::write(&f, "master = \"m1:9503,m2:9503\"\n").unwrap();
+        assert_eq!(
+            AgentSettings::load(&file_only).unwrap().masters,
+            ["m1:9503", "m2:9503"]
+        );
+        let both = AgentOptions {
+            masters: vec!["c:1".into()],
+            ..file_only.clone()
+        };
+        assert_eq!(
+            AgentSettings::load(&both).unwrap().masters,
+            ["c:1"],
+            "the command line wins"
+        );
+        for (bad, names) in [
+            (
+                "master = [\"m1:9503\", \"m2\"]\n",
+                ":1: master \"m2\": expected HOST:PORT",
+            ),
+            (
+                "master = \"m1:0\"\n",
+                ":1: master \"m1:0\": the port must not be 0",
+            ),
+            ("master = []\n", ":1: the list of masters is empty"),
+            ("master = 9503\n", ":1: master must be"),
+            (
+                "# no master\ninterval = 5\n",
+                "no master: give --agent HOST:PORT, or master =",
+            ),
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let e = AgentSettings::load(&file_only).unwrap_err();
+            assert!(e.contains(names), "{bad:?}: {e}");
+        }
+        assert!(
+            AgentSettings::load(&AgentOptions::default())
+                .unwrap_err()
+                .contains("no master")
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

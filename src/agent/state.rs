@@ -66,6 +66,9 @@ pub struct State {
     pub custom: Vec<(String, String)>,
     /// A session is open.
     pub connected: bool,
+    /// The master of the open session, as listed (`HOST:PORT`); `None`
+    /// while disconnected. Shown by `STATUS` on the local socket.
+    pub master: Option<String>,
     /// Unix ms minus monotonic ms since `start`, learnt from the master
     /// when the local clock is not trustworthy.
     pub clock_offset_ms: Option<i64>,
@@ -104,6 +107,7 @@ impl Shared {
                 result_cap: super::RESULT_MAX_BYTES,
                 custom: Vec::new(),
                 connected: false,
+                master: None,
                 clock_offset_ms: None,
                 start: Instant::now(),
                 counters: Counters::default(),

@@ -70,9 +70,10 @@ impl fmt::Display for WireVersion {
 /// not given; the config file, then the default applies).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentOptions {
-    /// The master's address, `HOST:PORT`. Default: empty (the command line
-    /// requires it).
-    pub master: String,
+    /// The masters, each `HOST:PORT`, in the order they are tried
+    /// (`--agent A,B,C`). Empty: not given; `master` in the config file
+    /// must name them.
+    pub masters: Vec<String>,
     /// The agent key file (see [`crate::keys::AgentKey`]). Default: none;
     /// wire v2 needs a key, v1 does not.
     pub key_file: Option<PathBuf>,
@@ -203,6 +204,7 @@ mod tests {
         let agent = AgentOptions::default();
         assert_eq!(agent.interval_secs, None);
         assert_eq!(agent.wire, None);
+        assert!(agent.masters.is_empty(), "from the config file then");
         // Master defaults are applied by master::settings, after the
         // config file: the options only say what the command line gave.
         let master = MasterOptions::default();

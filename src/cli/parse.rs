@@ -59,7 +59,8 @@ struct Seen {
     level: Option<LevelFilter>,
     verbosity: i32,
     log_to: Option<LogTarget>,
-    master_addr: String,
+    /// `--agent`'s masters; empty when it came without an address.
+    masters: Vec<String>,
     listen: Vec<String>,
     http: Option<String>,
     state_dir: Option<PathBuf>,
@@ -179,7 +180,7 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
             Long("master") => s.set_mode(MASTER, "--master")?,
             Long("agent") => {
                 s.set_mode(AGENT, "--agent")?;
-                s.master_addr = address(&mut p, "--agent", false)?;
+                s.masters = agent_masters(&mut p)?;
             }
             Value(v) if s.mode.is_none() => match v.to_str() {
                 Some("keygen") => s.set_mode(KEYGEN, "keygen")?,
@@ -331,6 +332,28 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
         }
     }
     finish(s)
+}
+
+/// `--agent`'s value: the masters, comma-separated. The value may be left
+/// out (the next word is an option, or there is none) when the `--config`
+/// file names them (`master = ...`), so a router's whole setup can live in
+/// one file; `finish` refuses `--agent` with neither.
+fn agent_masters(p: &mut lexopt::Parser) -> Result<Vec<String>, Usage> {
+    let value = match p.optional_value() {
+        Some(v) => Some(v),
+        // No host name starts with '-': such a word is the next option.
+        None => p
+            .raw_args()?
+            .next_if(|a| !a.to_string_lossy().starts_with('-')),
+    };
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let value = value
+        .into_string()
+        .map_err(|raw| bad_value("--agent", &raw.to_string_lossy(), "not valid UTF-8"))?;
+    super::host_port::master_list(value.split(','))
+        .map_err(|why| bad_value("--agent", &value, &why))
 }
 
 /// A push id (a positive number, as the API gave it).
@@ -492,8 +515,13 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
             user: s.user,
         })
     } else if mode == AGENT {
+        if s.masters.is_empty() && s.config.is_none() {
+            return Err(Usage(
+                "--agent needs the master's HOST:PORT (several: comma-separated), or --config FILE naming them (master = ...)".into(),
+            ));
+        }
         Action::Agent(AgentOptions {
-            master: s.master_addr,
+            masters: s.masters,
             key_file: s.key_file,
             uuid: s.uuid,
             group: s.group,
@@ -608,10 +636,43 @@ mod tests {
         else {
             panic!("not an agent command");
         };
-        assert_eq!(opts.master, "m.example:9503");
+        assert_eq!(opts.masters, ["m.example:9503"]);
         assert_eq!(opts.wire, Some(WireVersion::V1));
         assert_eq!(opts.interval_secs, Some(3600));
         assert_eq!(opts.uuid.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn agent_master_lists() {
+        let masters = |args: &[&str]| match parse_args(args) {
+            Ok(Command::Run {
+                action: Action::Agent(opts),
+                ..
+            }) => opts.masters,
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(
+            masters(&["--agent", "m1:9503,m2:9503,[::1]:9503"]),
+            ["m1:9503", "m2:9503", "[::1]:9503"]
+        );
+        assert_eq!(masters(&["--agent=m1:1, m2:2"]), ["m1:1", "m2:2"]);
+        // Without an address, the config file names the masters.
+        assert!(masters(&["--agent", "--config", "a.toml"]).is_empty());
+        assert!(masters(&["--config", "a.toml", "--agent"]).is_empty());
+        for (bad, names) in [
+            ("m1:9503,m2", "\"m2\": expected HOST:PORT"),
+            ("m1:9503,m2:0", "\"m2:0\": the port must not be 0"),
+            ("m1:9503,m2:65536", "\"m2:65536\""),
+            ("m1:9503,,m2:1", "master 2 of the list is empty"),
+            ("m1:9503,m1:9503", "listed twice"),
+        ] {
+            let e = usage_error(&["--agent", bad]);
+            assert!(
+                e.starts_with(&format!("invalid value '{bad}' for --agent")),
+                "{e}"
+            );
+            assert!(e.contains(names), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -649,7 +710,8 @@ mod tests {
         assert!(usage_error(&["--agent", "h:1", "--wire", "v3"]).contains("v1 or v2"));
         assert!(usage_error(&["--agent", "nohost"]).contains("HOST:PORT"));
         assert!(usage_error(&["--agent", "h:0"]).contains("must not be 0"));
-        assert!(usage_error(&["--agent"]).contains("missing argument"));
+        assert!(usage_error(&["--agent"]).contains("needs the master's HOST:PORT"));
+        assert!(usage_error(&["--agent", "--uuid", "u"]).contains("or --config FILE"));
         assert!(usage_error(&["--master", "--log-level", "loud"]).contains("--log-level"));
         assert!(usage_error(&["--agent", "m:1", "--log", "file"]).contains("--log"));
         for bad in ["bad key=1", "=1", "k=a b", "novalue"] {
