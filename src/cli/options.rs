@@ -132,6 +132,12 @@ pub struct MasterOptions {
     pub threads: Option<usize>,
     /// User to switch to after binding the listeners. Default: none.
     pub user: Option<String>,
+    /// Redis URL of the cluster this master joins (`redis://HOST:PORT/DB`,
+    /// no password: that comes from the config file or
+    /// `cluster_password_file`). Default: none, a standalone master.
+    pub cluster: Option<String>,
+    /// This master's name in the cluster. Default: the host name.
+    pub node_name: Option<String>,
 }
 
 /// Options of the API clients `edge-gw status|agents|push`.

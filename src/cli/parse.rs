@@ -70,6 +70,8 @@ struct Seen {
     max_connections: Option<usize>,
     threads: Option<usize>,
     user: Option<String>,
+    cluster: Option<String>,
+    node_name: Option<String>,
     keyring: Option<PathBuf>,
     heartbeat: Option<u32>,
     miss_limit: Option<u32>,
@@ -272,6 +274,14 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
             Long("threads") => {
                 s.note("--threads", MASTER, false)?;
                 s.threads = Some(number(&mut p, "--threads", 1..=256)? as usize);
+            }
+            Long("cluster") => {
+                s.note("--cluster", MASTER, false)?;
+                s.cluster = Some(nonempty(&mut p, "--cluster")?);
+            }
+            Long("node-name") => {
+                s.note("--node-name", MASTER, false)?;
+                s.node_name = Some(nonempty(&mut p, "--node-name")?);
             }
             Long("user") => {
                 s.note("--user", MASTER, false)?;
@@ -513,6 +523,8 @@ fn finish(mut s: Seen) -> Result<Command, Usage> {
             max_connections: s.max_connections,
             threads: s.threads,
             user: s.user,
+            cluster: s.cluster,
+            node_name: s.node_name,
         })
     } else if mode == AGENT {
         if s.masters.is_empty() && s.config.is_none() {

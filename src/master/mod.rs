@@ -29,6 +29,8 @@ use crate::session::master::MasterConfig;
 use crate::session::outbox::OutboxLimits;
 
 pub mod budget;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod conn;
 pub mod conn_handle;
 pub mod http;
@@ -75,6 +77,10 @@ pub struct Master {
     /// by connection tasks (partial frames, send queues) and the registry
     /// (kept legacy bodies).
     pub budget: Arc<MemoryBudget>,
+    /// The cluster threads' handle, when this master serves with others
+    /// (`--cluster`).
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 fn session_config(s: &Settings) -> MasterConfig {
@@ -137,6 +143,7 @@ impl Master {
         log: LogFile,
         next_id: u64,
         token: String,
+        http_addr: String,
     ) -> Result<Master, String> {
         let budget = Arc::new(MemoryBudget::new(settings.memory_budget));
         let mut registry = registry;
@@ -146,6 +153,18 @@ impl Master {
         let router = Box::new(OutboxRouter::new(registry.clone()));
         let push_log = Committer::spawn(log, next_id, router)
             .map_err(|e| format!("cannot start the push log thread: {e}"))?;
+        #[cfg(feature = "cluster")]
+        let cluster = match &settings.cluster {
+            Some(c) => Some(cluster::Cluster::start(
+                c,
+                cluster_tick(&settings),
+                registry.clone(),
+                http_addr,
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "cluster"))]
+        let _ = http_addr;
         Ok(Master {
             session_cfg: RwLock::new(Arc::new(session_config(&settings))),
             settings: RwLock::new(Arc::new(settings)),
@@ -161,6 +180,8 @@ impl Master {
             started_unix_ms: crate::os::unix_ms(),
             keyring_reloads_refused: AtomicU32::new(0),
             budget,
+            #[cfg(feature = "cluster")]
+            cluster,
         })
     }
 
@@ -215,6 +236,24 @@ impl Master {
     /// Sends the registry's new events to the live watchers.
     pub fn publish(&self, reg: &mut Registry) {
         let events = reg.take_events();
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.cluster {
+            for ev in &events {
+                if let Some((uuid, conn)) = reg.is_v2_join(ev) {
+                    c.joined(uuid, conn);
+                } else if let registry::FleetEvent::Leave(uuid, ..) = ev
+                    && !reg.agent(uuid).is_some_and(|a| a.online())
+                {
+                    c.left(*uuid);
+                }
+            }
+            if reg.remote_wanted() {
+                let reports = reg.take_remote_reports();
+                if !reports.is_empty() {
+                    c.reports(reports);
+                }
+            }
+        }
         if !events.is_empty() {
             self.watchers.publish(&events, reg);
         }
@@ -234,6 +273,10 @@ impl Master {
     /// (a lost record only means a resend after a restart, which the agent
     /// answers as a duplicate). Called from connection tasks.
     pub fn record_deliveries(&self, delivered: &[(u64, Uuid)]) {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.cluster {
+            c.acked(delivered);
+        }
         self.push_log.record_deliveries(delivered);
     }
 
@@ -279,6 +322,15 @@ impl Master {
             body,
             want_result,
         };
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.cluster {
+            if want_result {
+                return Err(PushError::Unsupported(
+                    "push results (want_result) are not available in cluster mode yet",
+                ));
+            }
+            return c.accept_push(push, targets.to_vec()).await;
+        }
         self.push_log.accept(push, targets.to_vec()).await
     }
 
@@ -416,6 +468,19 @@ pub enum PushError {
     Store(String),
     /// The master is stopping (503).
     ShuttingDown,
+    /// The cluster's Redis could not make the push durable (503), with
+    /// the reason.
+    Unavailable(String),
+    /// Not possible in this mode (501), with the reason.
+    Unsupported(&'static str),
+}
+
+/// How often a cluster master refreshes its claims and reads the other
+/// masters' views: twice per heartbeat, so every master agrees within
+/// one heartbeat interval, but at most every 5 s.
+#[cfg(feature = "cluster")]
+fn cluster_tick(s: &Settings) -> Duration {
+    (s.heartbeat / 2).clamp(Duration::from_millis(250), Duration::from_secs(5))
 }
 
 /// Runs the master until SIGTERM/SIGINT.
@@ -482,6 +547,10 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
             recovered.pending.len()
         );
     }
+    let http_addr = http_listener
+        .get_ref()
+        .local_addr()
+        .map_err(|e| e.to_string())?;
     let master = Arc::new(Master::new(
         settings.clone(),
         keys,
@@ -489,6 +558,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         log,
         recovered.next_id,
         init.token,
+        http_addr.to_string(),
     )?);
 
     for l in &agent_listeners {
@@ -496,10 +566,6 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
             log::info!("listening for agents on {a}");
         }
     }
-    let http_addr = http_listener
-        .get_ref()
-        .local_addr()
-        .map_err(|e| e.to_string())?;
     log::info!("HTTP API, metrics and dashboard on http://{http_addr}/");
     log::info!(
         "an agent joins with: edge-gw --agent THIS_HOST:{} --key-file {} --uuid NAME  (copy the key file to the device; `edge-gw keygen` makes per-device keys)",
@@ -658,6 +724,7 @@ mod tests {
                 log,
                 rec.next_id,
                 "token".into(),
+                String::new(),
             )
             .unwrap(),
         );

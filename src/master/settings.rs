@@ -107,6 +107,9 @@ pub struct Settings {
     /// heard. Legacy uuids are unauthenticated and free to invent: without
     /// this every one ever seen would be kept for the life of the master.
     pub legacy_retention: Duration,
+    /// The cluster this master serves with others, if any
+    /// (`docs/cluster.md`).
+    pub cluster: Option<ClusterSettings>,
     /// The config file these came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
     /// `log_level` from the config file: the level when neither the
@@ -154,6 +157,121 @@ struct File {
     max_health_body: Option<usize>,
     legacy_retention: Option<u32>,
     log_level: Option<String>,
+    cluster: Option<String>,
+    node_name: Option<String>,
+    cluster_password_file: Option<PathBuf>,
+}
+
+/// How this master joins a cluster.
+#[derive(Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// The Redis URL, password included when it came from the config file
+    /// or `cluster_password_file` (never shown: see `Debug`).
+    pub url: String,
+    /// This master's name, unique in the cluster.
+    pub node: String,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: settings are logged at debug level.
+        f.debug_struct("ClusterSettings")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the cluster settings: the URL from the command line (which
+/// must not carry a password: a command line is visible to every local
+/// user in `ps`) or the file, the password from `cluster_password_file`
+/// if given, the node name from the command line, the file or the host
+/// name.
+fn cluster_settings(opts: &MasterOptions, file: &File) -> Result<Option<ClusterSettings>, String> {
+    let url = match (&opts.cluster, &file.cluster) {
+        (Some(u), _) => {
+            if url_has_password(u) {
+                return Err(
+                    "--cluster: the URL carries a password, which every local user can read in `ps`; put it in cluster_password_file (or the whole URL in the config file's `cluster`)"
+                        .into(),
+                );
+            }
+            u.clone()
+        }
+        (None, Some(u)) => u.clone(),
+        (None, None) => return Ok(None),
+    };
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+    {
+        return Err(format!(
+            "cluster: expected a redis:// URL, got {:?}",
+            url.split('@').next_back().unwrap_or("")
+        ));
+    }
+    let url = match &file.cluster_password_file {
+        Some(p) => {
+            let pw = std::fs::read_to_string(p)
+                .map_err(|e| format!("cluster_password_file {}: {e}", p.display()))?;
+            let pw = pw.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                return Err(format!("cluster_password_file {} is empty", p.display()));
+            }
+            with_password(&url, pw)?
+        }
+        None => url,
+    };
+    let node = match opts.node_name.clone().or(file.node_name.clone()) {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+    };
+    if node.is_empty()
+        || node.len() > 64
+        || !node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "node_name {node:?}: 1 to 64 letters, digits, '-', '_' or '.' (it names Redis keys and channels)"
+        ));
+    }
+    Ok(Some(ClusterSettings { url, node }))
+}
+
+/// Whether a Redis URL's authority has a `user:password@` part.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// `url` with `password` (percent-encoded) in its authority, keeping a
+/// user name if the URL has one.
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("cluster: not a URL".into());
+    };
+    if url_has_password(url) {
+        return Err("cluster: both the URL and cluster_password_file give a password".into());
+    }
+    let mut enc = String::new();
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(char::from(b));
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let (user, host) = match rest.split_once('@') {
+        Some((u, h)) if !u.contains('/') => (u, h),
+        _ => ("", rest),
+    };
+    Ok(format!("{scheme}://{user}:{enc}@{host}"))
 }
 
 /// The default state directory: `$STATE_DIRECTORY` (systemd), else
@@ -195,6 +313,7 @@ impl Settings {
             Some(p) => read_file(p)?,
             None => File::default(),
         };
+        let cluster = cluster_settings(opts, &file)?;
         let state_dir = opts
             .state_dir
             .clone()
@@ -262,6 +381,7 @@ impl Settings {
                 .unwrap_or(crate::master::budget::DEFAULT_MEMORY_BUDGET),
             max_health_body: file.max_health_body.unwrap_or(64 << 10),
             legacy_retention: secs(file.legacy_retention.unwrap_or(3600)),
+            cluster,
             config_file: opts.config.clone(),
             log_level: match &file.log_level {
                 Some(name) => Some(crate::logger::parse_level(name).ok_or_else(|| {

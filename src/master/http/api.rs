@@ -10,13 +10,14 @@
 //! | DELETE | `/api/agents/{uuid}` | kick (`?forget=1`: forget an offline agent) |
 //! | POST | `/api/push` | `{"to": uuid \| "group:NAME" \| "*", "body": text}` or `"body_base64"` → 202 `{"id"}` (`"undeliverable"`: targets whose inbox is too small); 400 empty group name, 404 no target, 413 too large (for the frame, or for every target's inbox), 429 / 507 a queue is full (messages / bytes) |
 //! | GET | `/api/pushes/{id}` | per-agent delivery state |
+//! | GET | `/api/cluster` | the masters of a cluster, Redis state, cluster counters (`null` standalone) |
 //! | GET | `/api/events` | Server-Sent Events: join, leave, health, push_delivered |
 
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::cluster_view;
 use super::counters::{Refusal, Timeout};
-use super::json_views::agent_json;
 use super::reply::Reply;
 use super::request::Request;
 use crate::master::registry::inbox_fit;
@@ -36,18 +37,12 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
     match (r.method.as_str(), head, tail) {
         ("GET", "status", "") => Reply::json(200, &status(m)),
-        ("GET", "agents", "") => {
-            let reg = m.lock_registry();
-            let list: Vec<Value> = reg.agents().map(|a| agent_json(a, &reg, false)).collect();
-            Reply::json(200, &Value::Array(list))
-        }
-        ("GET", "agents", uuid) => {
-            let reg = m.lock_registry();
-            match Uuid::from_text(uuid).and_then(|u| reg.agent(&u)) {
-                Some(a) => Reply::json(200, &agent_json(a, &reg, true)),
-                None => Reply::error(404, &format!("no agent {uuid}")),
-            }
-        }
+        ("GET", "agents", "") => Reply::json(200, &cluster_view::agents(m)),
+        ("GET", "agents", uuid) => match cluster_view::agent(m, uuid) {
+            Some(a) => Reply::json(200, &a),
+            None => Reply::error(404, &format!("no agent {uuid}")),
+        },
+        ("GET", "cluster", "") => Reply::json(200, &cluster_view::cluster(m)),
         ("DELETE", "agents", uuid) => kick(m, r, uuid),
         ("POST", "push", "") => push(m, r).await,
         ("GET", "pushes", id) => {
@@ -64,7 +59,7 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
             }
         }
         ("GET", "events", "") => Reply::Events,
-        (_, "status" | "agents" | "push" | "pushes" | "events", _) => {
+        (_, "status" | "agents" | "push" | "pushes" | "events" | "cluster", _) => {
             Reply::error(405, "method not allowed here")
         }
         _ => Reply::error(404, "no such API path"),
@@ -124,6 +119,12 @@ async fn push(m: &Master, r: &Request) -> Reply {
     let sender = v.get("sender").and_then(Value::as_str).unwrap_or("api");
     let want_result = v.get("want_result").and_then(Value::as_bool) == Some(true);
     let mut targets = m.lock_registry().resolve(to);
+    // In a cluster, agents other masters hold as well.
+    for u in cluster_view::resolve_elsewhere(m, to) {
+        if !targets.contains(&u) {
+            targets.push(u);
+        }
+    }
     // A device with its own key that has not connected yet can be pushed
     // to: the push waits for its first session.
     if targets.is_empty()
@@ -175,6 +176,8 @@ async fn push(m: &Master, r: &Request) -> Reply {
         Err(PushError::TooLarge(max)) => Reply::error(413, &format!("push body over {max} bytes")),
         Err(PushError::Store(e)) => Reply::error(500, &format!("push log: {e}")),
         Err(PushError::ShuttingDown) => Reply::error(503, "master is shutting down"),
+        Err(PushError::Unavailable(why)) => Reply::error(503, &why),
+        Err(PushError::Unsupported(why)) => Reply::error(501, why),
     }
 }
 
@@ -250,6 +253,7 @@ fn status(m: &Master) -> Value {
         },
         "memory_budget": budget_json(&m.budget),
         "legacy_forgotten": c.legacy_forgotten,
+        "cluster": cluster_view::cluster(m),
         "settings": {
             "listen": s.listen,
             "heartbeat_s": s.heartbeat.as_secs(),

@@ -413,7 +413,115 @@ pub fn render(m: &Master) -> String {
         "Push acks not recorded in the push log because its queue was full (disk behind); each may cause one resend after a restart, answered as a duplicate.",
         st.deliveries_dropped,
     );
+    #[cfg(feature = "cluster")]
+    if let Some(c) = &m.cluster {
+        cluster_metrics(&mut o, c);
+    }
     o.0
+}
+
+/// The cluster's figures (`edge_gw_cluster_*`), only for a master started
+/// with `--cluster`; every error kind is present from the start.
+#[cfg(feature = "cluster")]
+fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
+    let st = c.stats();
+    let v = c.view();
+    o.one(
+        "edge_gw_cluster_up",
+        "gauge",
+        "1 while the cluster's Redis answers; 0: serving connected agents only, pushes refused with 503.",
+        u8::from(c.up()),
+    );
+    o.one(
+        "edge_gw_cluster_redis_rtt_seconds",
+        "gauge",
+        "Round trip of the last registry refresh to Redis.",
+        c.rtt().as_secs_f64(),
+    );
+    o.head(
+        "edge_gw_cluster_errors_total",
+        "counter",
+        "Redis errors by kind (connect, io, timeout, auth, server).",
+    );
+    for k in ["connect", "io", "timeout", "auth", "server"] {
+        let n = st.errors.get(k).copied().unwrap_or(0);
+        o.val("edge_gw_cluster_errors_total", &format!("kind=\"{k}\""), n);
+    }
+    o.one(
+        "edge_gw_cluster_outages_total",
+        "counter",
+        "Times Redis became unreachable.",
+        st.outages,
+    );
+    o.one(
+        "edge_gw_cluster_registry_writes_total",
+        "counter",
+        "Claims, lease refreshes and releases written to Redis.",
+        st.registry_writes,
+    );
+    o.one(
+        "edge_gw_cluster_fenced_total",
+        "counter",
+        "Sessions closed here because another master holds their agent now.",
+        st.fenced,
+    );
+    o.one(
+        "edge_gw_cluster_pushes_accepted_total",
+        "counter",
+        "Pushes this master's API made durable in Redis.",
+        st.pushes_accepted,
+    );
+    o.one(
+        "edge_gw_cluster_pushes_fetched_total",
+        "counter",
+        "Pushes fetched from Redis for agents on this master.",
+        st.pushes_fetched,
+    );
+    o.head(
+        "edge_gw_cluster_dropped_total",
+        "counter",
+        "Cluster jobs dropped (queue full or Redis away), by kind.",
+    );
+    for k in ["claim", "release", "acks", "reports", "push", "note"] {
+        let n = st.dropped.get(k).copied().unwrap_or(0);
+        o.val("edge_gw_cluster_dropped_total", &format!("kind=\"{k}\""), n);
+    }
+    o.one(
+        "edge_gw_cluster_reports_forwarded_total",
+        "counter",
+        "Reports sent to other masters' subscribers.",
+        st.reports_out,
+    );
+    o.one(
+        "edge_gw_cluster_reports_received_total",
+        "counter",
+        "Reports from other masters delivered to subscribers here.",
+        st.reports_in,
+    );
+    o.head(
+        "edge_gw_cluster_node_up",
+        "gauge",
+        "Masters of the cluster: 1 live, 0 gone (its record expired).",
+    );
+    for n in &v.nodes {
+        o.val(
+            "edge_gw_cluster_node_up",
+            &format!("node=\"{}\"", esc(&n.name)),
+            u8::from(n.alive),
+        );
+    }
+    o.head(
+        "edge_gw_cluster_node_agents",
+        "gauge",
+        "Agents each live master holds, as it last published.",
+    );
+    for n in v.nodes.iter().filter(|n| n.alive) {
+        o.val(
+            "edge_gw_cluster_node_agents",
+            &format!("node=\"{}\"", esc(&n.name)),
+            n.info["agents"].as_u64().unwrap_or(0),
+        );
+    }
 }
 
 /// The memory budget: what peers make the master hold, by kind, against

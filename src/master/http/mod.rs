@@ -34,6 +34,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod cluster_view;
 pub mod counters;
 pub mod dashboard;
 pub mod events;

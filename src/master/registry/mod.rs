@@ -35,6 +35,7 @@ pub mod inbox_fit;
 pub mod legacy_memory;
 pub mod oversize_fanout;
 pub mod pushes;
+pub mod remote;
 pub mod reports;
 
 pub use answers::{AnswerCheck, AnswerLimits};
@@ -264,6 +265,8 @@ pub struct Registry {
     events: Vec<FleetEvent>,
     /// What is needed to warn once per oversized legacy report.
     oversize_fanout: oversize_fanout::OversizeFanout,
+    /// Reports for other masters of a cluster ([`remote`]).
+    remote: remote::RemoteState,
     /// Monotonic start, for uptime.
     pub started: Instant,
     next_conn: u64,
@@ -286,6 +289,7 @@ impl Registry {
             budget: Arc::new(MemoryBudget::new(usize::MAX)),
             events: Vec::new(),
             oversize_fanout: oversize_fanout::OversizeFanout::default(),
+            remote: remote::RemoteState::default(),
             started: now,
             next_conn: 1,
         }

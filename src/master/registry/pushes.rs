@@ -110,7 +110,7 @@ impl PushTable {
     }
 
     /// Records a newly queued push.
-    fn insert(&mut self, status: PushStatus) {
+    pub(super) fn insert(&mut self, status: PushStatus) {
         let live = status.targets.iter().any(|t| t.1 == Delivery::Queued);
         let old = self.statuses.insert(status.id, status);
         // Ids are unique, but a replaced status must not stay counted.

@@ -52,6 +52,7 @@ impl Registry {
     pub fn report(&mut self, id: ConnId, report: Box<v2::Report>, mono: Instant, unix_ms: u64) {
         self.counters.reports += 1;
         let has_subscribers = !self.subscribers.is_empty();
+        let remote = self.remote.wanted;
         let Some(a) = self.agent_of_mut(id) else {
             return;
         };
@@ -106,10 +107,10 @@ impl Registry {
         let uuid = a.uuid;
         // Serialised once here for every subscriber (each session only
         // frames and seals it), straight from the report kept as latest.
-        let event = has_subscribers.then(|| {
+        let event = (has_subscribers || remote).then(|| {
             (
                 a.group.clone(),
-                SharedBody::new(v2::event_body(uuid.trimmed(), &a.group, &report)),
+                v2::event_body(uuid.trimmed(), &a.group, &report),
             )
         });
         let replaced = a.latest.replace(Latest::V2(report));
@@ -117,7 +118,15 @@ impl Registry {
         legacy_memory::release(&self.budget, &replaced);
         self.events.push(FleetEvent::Health(uuid, p));
         if let Some((group, body)) = event {
-            self.fan_out(Some(&group), Cmd::Event(Arc::new(body)));
+            if remote {
+                self.remote.hand_out(super::remote::RemoteReport::Event {
+                    group: group.clone(),
+                    body: body.clone(),
+                });
+            }
+            if has_subscribers {
+                self.fan_out(Some(&group), Cmd::Event(Arc::new(SharedBody::new(body))));
+            }
         }
     }
 
@@ -144,6 +153,12 @@ impl Registry {
             let uuid = a.uuid;
             self.events.push(FleetEvent::Health(uuid, p));
         }
+        if self.remote.wanted {
+            self.remote.hand_out(super::remote::RemoteReport::Legacy {
+                group: group.clone().unwrap_or_default(),
+                body: body.clone(),
+            });
+        }
         if !self.legacy_subscribers.is_empty() {
             let fanout = LegacyFanout::new(body);
             self.fan_out(group.as_ref(), Cmd::LegacyFanout(Arc::new(fanout)));
@@ -154,7 +169,7 @@ impl Registry {
     /// Legacy fan-out goes to legacy subscribers (as the PHP master did,
     /// the reporter included if it subscribed); v2 events to v2 ones.
     /// Walks the subscribers only, not every connection.
-    fn fan_out(&mut self, group: Option<&String>, cmd: Cmd) {
+    pub(super) fn fan_out(&mut self, group: Option<&String>, cmd: Cmd) {
         let mut slow = Vec::new();
         let mut send = |conns: &HashMap<ConnId, Conn>, id: &ConnId| {
             let Some(c) = conns.get(id) else { return };

@@ -1,0 +1,701 @@
+//! The cluster's worker thread: one blocking Redis connection, this
+//! master's claims, every write to Redis.
+//!
+//! A loop: wait for jobs until the next tick, do them, refresh on the
+//! tick. Any Redis error drops the connection; the thread then keeps
+//! serving what needs no Redis (claims made while it is away are
+//! remembered with epoch 0, acks kept up to [`ACKS_KEPT`], pushes refused
+//! with 503) and reconnects with backoff. Back, it claims what joined
+//! meanwhile, writes the kept acks, and the first refresh confirms every
+//! claim (fencing off the ones another master took) and fetches pushes
+//! waiting for its agents.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::scripts::{self, NODES_KEY, PUSH_SEQ_KEY};
+use super::{ACKS_KEPT, Cluster, FleetView, Job, NodeView, PushRequest, wire};
+use crate::master::PushError;
+use crate::master::conn_handle::ConnId;
+use crate::master::registry::Registry;
+use crate::proto::Uuid;
+use crate::proto::v2;
+use crate::session::outbox::OverflowKind;
+
+/// Time allowed for connecting and for one Redis round trip.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Claims confirmed per script call: bounds how long one call holds
+/// Redis (a script blocks every other client while it runs).
+const CONFIRM_CHUNK: usize = 1000;
+
+/// One claim of this master on an agent.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    /// Its epoch in Redis; 0 until Redis has it.
+    epoch: u64,
+    /// The session it is for.
+    conn: ConnId,
+}
+
+struct Scripts {
+    claim: redis::Script,
+    confirm: redis::Script,
+    release: redis::Script,
+    accept: redis::Script,
+    fetch: redis::Script,
+    ack: redis::Script,
+}
+
+/// The worker thread's state.
+pub(super) struct Worker {
+    c: Arc<Cluster>,
+    client: redis::Client,
+    rx: Receiver<Job>,
+    registry: Arc<Mutex<Registry>>,
+    tick: Duration,
+    http_addr: String,
+    started_unix_ms: u64,
+    con: Option<redis::Connection>,
+    claims: HashMap<Uuid, Claim>,
+    acks: Vec<(u64, Uuid)>,
+    next_connect: Instant,
+    backoff: Duration,
+    down_since: Option<Instant>,
+    ever_up: bool,
+    scripts: Scripts,
+}
+
+/// Why a Redis call failed, as the counters name it.
+fn kind(e: &redis::RedisError) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connection_refusal() {
+        "connect"
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        "io"
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        "auth"
+    } else {
+        "server"
+    }
+}
+
+impl Worker {
+    pub(super) fn new(
+        c: Arc<Cluster>,
+        client: redis::Client,
+        rx: Receiver<Job>,
+        registry: Arc<Mutex<Registry>>,
+        tick: Duration,
+        http_addr: String,
+    ) -> Worker {
+        Worker {
+            c,
+            client,
+            rx,
+            registry,
+            tick,
+            http_addr,
+            started_unix_ms: crate::os::unix_ms(),
+            con: None,
+            claims: HashMap::new(),
+            acks: Vec::new(),
+            next_connect: Instant::now(),
+            backoff: Duration::from_millis(250),
+            down_since: Some(Instant::now()),
+            ever_up: false,
+            scripts: Scripts {
+                claim: redis::Script::new(scripts::CLAIM),
+                confirm: redis::Script::new(scripts::CONFIRM),
+                release: redis::Script::new(scripts::RELEASE),
+                accept: redis::Script::new(scripts::ACCEPT),
+                fetch: redis::Script::new(scripts::FETCH),
+                ack: redis::Script::new(scripts::ACK),
+            },
+        }
+    }
+
+    fn reg(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs until the master drops its handle.
+    pub(super) fn run(mut self) {
+        let mut next_tick = Instant::now();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut jobs = Vec::new();
+            match self.rx.recv_timeout(wait) {
+                Ok(j) => jobs.push(j),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while jobs.len() < 1024 {
+                match self.rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            if self.con.is_none() && Instant::now() >= self.next_connect && self.connect() {
+                next_tick = Instant::now();
+            }
+            for j in jobs {
+                if matches!(j, Job::Resync) {
+                    next_tick = Instant::now();
+                } else {
+                    self.job(j);
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.refresh();
+                next_tick = Instant::now() + self.tick;
+            }
+        }
+    }
+
+    /// Connects; on success checks Redis's persistence (once) and marks
+    /// the cluster up. Returns whether connected.
+    fn connect(&mut self) -> bool {
+        let con = self
+            .client
+            .get_connection_with_timeout(IO_TIMEOUT)
+            .and_then(|con| {
+                con.set_read_timeout(Some(IO_TIMEOUT))?;
+                con.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(con)
+            });
+        let mut con = match con {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed(&e, "connect");
+                return false;
+            }
+        };
+        // Push ids start above any a standalone master's log handed out,
+        // so an agent's de-duplication window never mistakes one for the
+        // other when a master joins a cluster.
+        let seed = crate::os::unix_ms().saturating_mul(1000);
+        let init: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(PUSH_SEQ_KEY)
+            .arg(seed)
+            .arg("NX")
+            .query(&mut con);
+        if let Err(e) = init {
+            self.failed(&e, "init");
+            return false;
+        }
+        if !self.ever_up {
+            check_persistence(&mut con);
+        }
+        match self.down_since.take() {
+            Some(t) if self.ever_up => log::warn!(
+                "cluster: Redis is back after {:.1} s; re-registering {} agents",
+                t.elapsed().as_secs_f64(),
+                self.claims.len()
+            ),
+            _ => log::info!(
+                "cluster: joined as node {:?} (lease {} ms)",
+                self.c.node,
+                self.c.lease.as_millis()
+            ),
+        }
+        self.ever_up = true;
+        self.con = Some(con);
+        self.backoff = Duration::from_millis(250);
+        self.c.up.store(true, Ordering::Relaxed);
+        // Claims made while Redis was away, then the kept acks.
+        let unclaimed: Vec<Uuid> = self
+            .claims
+            .iter()
+            .filter(|(_, c)| c.epoch == 0)
+            .map(|(u, _)| *u)
+            .collect();
+        for u in unclaimed {
+            self.claim(u);
+        }
+        self.flush_acks();
+        self.con.is_some()
+    }
+
+    /// A Redis call failed: count it, drop the connection, log the state
+    /// change once, retry with backoff.
+    fn failed(&mut self, e: &redis::RedisError, during: &str) {
+        let k = kind(e);
+        self.c.count(|s| *s.errors.entry(k).or_default() += 1);
+        self.con = None;
+        self.next_connect = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        if self.c.up.swap(false, Ordering::Relaxed) || self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            self.c.count(|s| s.outages += 1);
+            log::error!(
+                "cluster: lost Redis ({during}: {e}); serving the connected agents, pushes answered 503 until it is back"
+            );
+        } else if !self.ever_up {
+            crate::log_limited!(
+                log::Level::Warn,
+                "cluster-connect",
+                "cluster: cannot reach Redis ({during}: {e}); retrying"
+            );
+        }
+    }
+
+    fn job(&mut self, j: Job) {
+        match j {
+            Job::Claim(u, conn) => {
+                self.claims.insert(u, Claim { epoch: 0, conn });
+                self.claim(u);
+            }
+            Job::Release(u) => self.release(u),
+            Job::Push(req) => self.push(*req),
+            Job::Acks(v) => {
+                let room = ACKS_KEPT.saturating_sub(self.acks.len());
+                if v.len() > room {
+                    let n = (v.len() - room) as u64;
+                    self.c.count(|s| *s.dropped.entry("acks").or_default() += n);
+                }
+                self.acks.extend(v.into_iter().take(room));
+                self.flush_acks();
+            }
+            Job::Reports(v) => self.publish_reports(v),
+            Job::Kick(u, epoch) => {
+                if self.claims.get(&u).is_some_and(|c| c.epoch == epoch) {
+                    self.fence(u, "replaced by a newer session on another master");
+                }
+            }
+            Job::Fetch(u) => {
+                if self.claims.contains_key(&u) {
+                    self.fetch(u);
+                }
+            }
+            Job::Resync => {}
+        }
+    }
+
+    /// Claims `u` in Redis (new epoch) and fetches its waiting pushes.
+    fn claim(&mut self, u: Uuid) {
+        let Some(con) = self.con.as_mut() else { return };
+        let r: redis::RedisResult<u64> = self
+            .scripts
+            .claim
+            .arg(u.to_string())
+            .arg(&self.c.node)
+            .arg(lease_ms(self.c.lease))
+            .invoke(con);
+        match r {
+            Ok(epoch) => {
+                if let Some(c) = self.claims.get_mut(&u) {
+                    c.epoch = epoch;
+                }
+                self.c.count(|s| s.registry_writes += 1);
+                self.fetch(u);
+            }
+            Err(e) => self.failed(&e, "claim"),
+        }
+    }
+
+    fn release(&mut self, u: Uuid) {
+        let Some(claim) = self.claims.remove(&u) else {
+            return;
+        };
+        let Some(con) = self.con.as_mut() else { return };
+        if claim.epoch == 0 {
+            return;
+        }
+        let r: redis::RedisResult<i64> = self
+            .scripts
+            .release
+            .arg(u.to_string())
+            .arg(&self.c.node)
+            .arg(claim.epoch)
+            .invoke(con);
+        match r {
+            Ok(_) => self.c.count(|s| s.registry_writes += 1),
+            Err(e) => self.failed(&e, "release"),
+        }
+    }
+
+    /// Another master owns `u` now: close our session, forget the claim.
+    fn fence(&mut self, u: Uuid, why: &str) {
+        let Some(claim) = self.claims.remove(&u) else {
+            return;
+        };
+        self.c.count(|s| s.fenced += 1);
+        let closed = self.reg().fenced(&u, claim.conn, why);
+        log::info!(
+            "cluster: agent {u} is held by another master now; {}",
+            if closed {
+                "closing its session here"
+            } else {
+                "its session here is already gone"
+            }
+        );
+    }
+
+    fn push(&mut self, req: PushRequest) {
+        let PushRequest {
+            push,
+            targets,
+            reply,
+        } = req;
+        let answer = match self.con.as_mut() {
+            None => Err(PushError::Unavailable(
+                "the cluster's Redis is unreachable: the push could not be made durable".into(),
+            )),
+            Some(con) => {
+                let limits = self
+                    .registry
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .limits;
+                let mut inv = self.scripts.accept.prepare_invoke();
+                inv.arg(limits.max_msgs)
+                    .arg(limits.max_bytes)
+                    .arg(push.body.len())
+                    .arg(&push.sender)
+                    .arg(&push.group)
+                    .arg(&push.body)
+                    .arg(crate::os::unix_ms());
+                for t in &targets {
+                    inv.arg(t.to_string());
+                }
+                let r: redis::RedisResult<(u64, String)> = inv.invoke(con);
+                match r {
+                    Ok((id, _)) if id > 0 => {
+                        self.c.count(|s| s.pushes_accepted += 1);
+                        Ok(id)
+                    }
+                    Ok((_, reason)) => {
+                        let kind = if reason == "outbox_bytes" {
+                            OverflowKind::Bytes
+                        } else {
+                            OverflowKind::Messages
+                        };
+                        let mut reg = self.reg();
+                        *reg.counters
+                            .pushes_refused
+                            .entry(if reason == "outbox_bytes" {
+                                "outbox_bytes"
+                            } else {
+                                "outbox_messages"
+                            })
+                            .or_default() += 1;
+                        Err(PushError::Full(kind))
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "the cluster's Redis failed while storing the push ({e}); it may or may not have been stored"
+                        );
+                        self.failed(&e, "push");
+                        Err(PushError::Unavailable(msg))
+                    }
+                }
+            }
+        };
+        // The API may have given up waiting; nothing to do then.
+        let _ = reply.try_send(answer);
+    }
+
+    /// Writes the kept acks, if Redis is there.
+    fn flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let Some(con) = self.con.as_mut() else { return };
+        let mut inv = self.scripts.ack.prepare_invoke();
+        for (id, u) in &self.acks {
+            inv.arg(u.to_string()).arg(*id);
+        }
+        let r: redis::RedisResult<u64> = inv.invoke(con);
+        match r {
+            Ok(_) => {
+                let n = self.acks.len() as u64;
+                self.acks.clear();
+                self.c.count(|s| s.acks += n);
+            }
+            Err(e) => self.failed(&e, "ack"),
+        }
+    }
+
+    fn publish_reports(&mut self, v: Vec<super::RemoteReport>) {
+        let Some(con) = self.con.as_mut() else {
+            let n = v.len() as u64;
+            self.c
+                .count(|s| *s.dropped.entry("reports").or_default() += n);
+            return;
+        };
+        let mut p = redis::pipe();
+        for r in &v {
+            p.cmd("PUBLISH")
+                .arg(scripts::FANOUT_CHANNEL)
+                .arg(wire::encode(&self.c.node, r))
+                .ignore();
+        }
+        match p.query::<()>(con) {
+            Ok(()) => {
+                let n = v.len() as u64;
+                self.c.count(|s| s.reports_out += n);
+            }
+            Err(e) => self.failed(&e, "publish"),
+        }
+    }
+
+    /// Fetches the pushes waiting for `u` and queues the new ones.
+    fn fetch(&mut self, u: Uuid) {
+        let max = self.reg().limits.max_msgs;
+        let Some(con) = self.con.as_mut() else { return };
+        let r: redis::RedisResult<Vec<Vec<u8>>> =
+            self.scripts.fetch.arg(u.to_string()).arg(max).invoke(con);
+        let flat = match r {
+            Ok(f) => f,
+            Err(e) => return self.failed(&e, "fetch"),
+        };
+        let mut pushes = Vec::new();
+        for rec in flat.chunks_exact(4) {
+            let Some(id) = std::str::from_utf8(&rec[0])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            pushes.push(v2::Push {
+                id,
+                sender: String::from_utf8_lossy(&rec[1]).into_owned(),
+                group: String::from_utf8_lossy(&rec[2]).into_owned(),
+                body: rec[3].clone(),
+                want_result: false,
+            });
+        }
+        if pushes.is_empty() {
+            return;
+        }
+        let clock = crate::os::now();
+        let n = self
+            .reg()
+            .remote_pushes(&u, pushes, clock.mono, clock.unix_ms);
+        self.c.count(|s| s.pushes_fetched += n as u64);
+    }
+
+    /// The tick: confirm claims (fencing), publish this master's record and
+    /// view, read the others', fetch pushes the agents here are missing.
+    fn refresh(&mut self) {
+        if self.con.is_none() {
+            return;
+        }
+        let lease = lease_ms(self.c.lease);
+        // What this master holds, read in one short lock.
+        let (view, subs, missed) = {
+            let reg = self.reg();
+            let mut view = Vec::new();
+            let mut missed = Vec::new();
+            for a in reg.online_agents() {
+                let mut j = crate::master::http::json_views::agent_json(a, &reg, false);
+                j["node"] = json!(self.c.node);
+                let v2 = a.version == Some(crate::proto::Version::V2);
+                if let Some(conn) = a.conn.as_ref().map(|c| c.id) {
+                    match self.claims.get(&a.uuid) {
+                        Some(c) => j["epoch"] = json!(c.epoch),
+                        None if v2 => missed.push((a.uuid, conn)),
+                        None => {}
+                    }
+                }
+                view.push(j);
+            }
+            // Claims whose session ended without a Release reaching us.
+            let gone: Vec<Uuid> = self
+                .claims
+                .iter()
+                .filter(|(u, c)| reg.conn_of(u) != Some(c.conn))
+                .map(|(u, _)| *u)
+                .collect();
+            drop(reg);
+            for u in gone {
+                self.release(u);
+            }
+            (view, 0usize, missed)
+        };
+        let subs = subs + self.reg().subscriber_count();
+        for (u, conn) in missed {
+            self.claims.insert(u, Claim { epoch: 0, conn });
+            self.claim(u);
+        }
+        // Confirm the claims Redis has, in chunks.
+        let held: Vec<(Uuid, u64)> = self
+            .claims
+            .iter()
+            .filter(|(_, c)| c.epoch > 0)
+            .map(|(u, c)| (*u, c.epoch))
+            .collect();
+        let started = Instant::now();
+        for chunk in held.chunks(CONFIRM_CHUNK) {
+            let Some(con) = self.con.as_mut() else { return };
+            let mut inv = self.scripts.confirm.prepare_invoke();
+            inv.arg(&self.c.node).arg(lease);
+            for (u, e) in chunk {
+                inv.arg(u.to_string()).arg(*e);
+            }
+            let r: redis::RedisResult<(Vec<String>, Vec<String>)> = inv.invoke(con);
+            let (fenced, pending) = match r {
+                Ok(x) => x,
+                Err(e) => return self.failed(&e, "refresh"),
+            };
+            let n = chunk.len() as u64;
+            self.c.count(|s| s.registry_writes += n);
+            for u in fenced.iter().filter_map(|u| Uuid::from_text(u)) {
+                self.fence(u, "fenced: another master holds this agent now");
+            }
+            for pair in pending.chunks_exact(2) {
+                let (Some(u), Ok(n)) = (Uuid::from_text(&pair[0]), pair[1].parse::<usize>()) else {
+                    continue;
+                };
+                let have = self.reg().agent(&u).map_or(0, |a| a.outbox.len());
+                if have < n {
+                    self.fetch(u);
+                }
+            }
+        }
+        // This master's record and view; the others' read back.
+        let record = json!({
+            "name": self.c.node,
+            "http": self.http_addr,
+            "agents": view.len(),
+            "subscribers": subs,
+            "started_unix_ms": self.started_unix_ms,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let Some(con) = self.con.as_mut() else { return };
+        let node_key = scripts::node_key(&self.c.node);
+        let view_key = scripts::view_key(&self.c.node);
+        let t0 = Instant::now();
+        let r: redis::RedisResult<((), (), (), Vec<String>)> = redis::pipe()
+            .cmd("SET")
+            .arg(&node_key)
+            .arg(record.to_string())
+            .arg("PX")
+            .arg(lease)
+            .cmd("SADD")
+            .arg(NODES_KEY)
+            .arg(&self.c.node)
+            .cmd("SET")
+            .arg(&view_key)
+            .arg(Value::Array(view).to_string())
+            .arg("PX")
+            .arg(lease)
+            .cmd("SMEMBERS")
+            .arg(NODES_KEY)
+            .query(con);
+        let mut nodes = match r {
+            Ok((_, _, _, n)) => n,
+            Err(e) => return self.failed(&e, "refresh"),
+        };
+        let rtt = t0.elapsed();
+        nodes.sort();
+        let others: Vec<&String> = nodes.iter().filter(|n| **n != self.c.node).collect();
+        let mut fleet = FleetView::default();
+        if !others.is_empty() {
+            let mut p = redis::pipe();
+            for n in &others {
+                p.cmd("GET").arg(scripts::node_key(n));
+                p.cmd("GET").arg(scripts::view_key(n));
+            }
+            let r: redis::RedisResult<Vec<Option<String>>> = p.query(con);
+            let got = match r {
+                Ok(g) => g,
+                Err(e) => return self.failed(&e, "refresh"),
+            };
+            let mut agents: BTreeMap<String, Value> = BTreeMap::new();
+            for (n, pair) in others.iter().zip(got.chunks(2)) {
+                let info = pair[0]
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok());
+                fleet.nodes.push(NodeView {
+                    name: (*n).clone(),
+                    alive: info.is_some(),
+                    info: info.unwrap_or(Value::Null),
+                });
+                let list = pair
+                    .get(1)
+                    .and_then(|v| v.as_deref())
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok());
+                for a in list
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(u) = a["uuid"].as_str() else {
+                        continue;
+                    };
+                    let newer = agents
+                        .get(u)
+                        .is_none_or(|old| old["epoch"].as_u64() < a["epoch"].as_u64());
+                    if newer {
+                        agents.insert(u.to_string(), a.clone());
+                    }
+                }
+            }
+            fleet.agents = agents;
+        }
+        fleet.nodes.push(NodeView {
+            name: self.c.node.clone(),
+            alive: true,
+            info: record,
+        });
+        fleet.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let wanted = fleet.nodes.iter().any(|n| {
+            n.name != self.c.node && n.alive && n.info["subscribers"].as_u64().unwrap_or(0) > 0
+        });
+        self.reg().set_remote_wanted(wanted);
+        self.c.set_view(fleet);
+        let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
+        self.c.rtt_us.store(us, Ordering::Relaxed);
+        log::trace!(
+            "cluster: refreshed {} claims in {:?}",
+            held.len(),
+            started.elapsed()
+        );
+    }
+}
+
+fn lease_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Warns loudly when Redis would lose pushes it acknowledged: without
+/// `appendonly yes` a restart loses every one, without `appendfsync
+/// always` a crash of its machine loses up to a second of them.
+fn check_persistence(con: &mut redis::Connection) {
+    let get = |con: &mut redis::Connection, name: &str| -> Option<String> {
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query::<Vec<String>>(con)
+            .ok()
+            .and_then(|v| v.get(1).cloned())
+    };
+    match (get(con, "appendonly"), get(con, "appendfsync")) {
+        (Some(aof), Some(fsync)) => {
+            if aof != "yes" {
+                log::warn!(
+                    "cluster: Redis runs with appendonly {aof}: every push answered 202 is LOST if Redis restarts; set `appendonly yes` and `appendfsync always` (docs/cluster.md)"
+                );
+            } else if fsync != "always" {
+                log::warn!(
+                    "cluster: Redis runs with appendfsync {fsync}: pushes answered 202 in the last second are lost if Redis's machine crashes; set `appendfsync always` (docs/cluster.md)"
+                );
+            } else {
+                log::info!(
+                    "cluster: Redis persistence checked (appendonly yes, appendfsync always)"
+                );
+            }
+        }
+        _ => log::warn!(
+            "cluster: cannot read Redis's persistence settings (CONFIG GET refused); make sure it runs with appendonly yes and appendfsync always (docs/cluster.md)"
+        ),
+    }
+}
