@@ -125,7 +125,11 @@ pub fn help_for(mode: Option<&str>) -> String {
             // Entries are the lines at four spaces that start with the
             // command, each with the deeper-indented lines under it.
             let entry = format!("    edge-gw {mode}");
-            for (title, body) in sections(&text) {
+            // SYNOPSIS names every command on shared lines: not an entry.
+            for (title, body) in sections(&text)
+                .into_iter()
+                .filter(|(t, _)| *t != "SYNOPSIS")
+            {
                 let mut taken = Vec::new();
                 let mut inside = false;
                 for line in body {
@@ -169,6 +173,7 @@ mod tests {
         assert!(push.contains("edge-gw push (--to UUID"));
         assert!(push.contains("edge-gw push ... --wait DURATION TEXT"));
         assert!(!push.contains("edge-gw inbox"));
+        assert!(!help_for(Some("status")).contains("SYNOPSIS"));
         let inbox = help_for(Some("inbox"));
         assert_eq!(inbox.matches("    edge-gw inbox").count(), 3);
         assert!(help_for(Some("completions")).contains("TOOLS"));
