@@ -24,6 +24,7 @@ pub mod log_throttle;
 pub mod logger;
 pub mod os;
 pub mod proto;
+pub mod sd_notify;
 pub mod session;
 
 #[cfg(feature = "agent")]

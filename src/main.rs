@@ -13,7 +13,9 @@
 
 use std::process::ExitCode;
 
-use edge_gw::cli::{Action, Command, exit, logging, manual, output, parse, roles, subcommands};
+use edge_gw::cli::{
+    Action, Command, completions, exit, logging, manpage, manual, output, parse, roles, subcommands,
+};
 
 fn main() -> ExitCode {
     let command = match parse::parse_env() {
@@ -21,8 +23,10 @@ fn main() -> ExitCode {
         Err(usage) => return exit::usage_error(usage),
     };
     match command {
-        Command::Help => output::print_stdout(&manual::help_text()),
+        Command::Help(mode) => output::print_stdout(&manual::help_for(mode)),
         Command::Version => output::print_stdout(&manual::version_text()),
+        Command::Completions(shell) => output::print_stdout(&completions::script(shell)),
+        Command::Manpage => output::print_stdout(&manpage::roff()),
         Command::Run {
             level,
             verbosity,

@@ -20,7 +20,12 @@ struct Output {
 
 /// Runs edge-gw with `args` in directory `cwd`, killing it after TIMEOUT.
 fn run_in(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-gw"))
+    run_program(env!("CARGO_BIN_EXE_edge-gw"), cwd, args)
+}
+
+/// Runs `program` with `args` in `cwd`, killing it after TIMEOUT.
+fn run_program(program: &str, cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .env_remove("EDGE_GW_LOG")
@@ -28,7 +33,7 @@ fn run_in(cwd: &Path, args: &[&str]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn edge-gw");
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     // Read the pipes on threads so a chatty child cannot block on a full pipe.
     let mut out_pipe = child.stdout.take().expect("stdout pipe");
     let mut err_pipe = child.stderr.take().expect("stderr pipe");
@@ -50,7 +55,7 @@ fn run_in(cwd: &Path, args: &[&str]) -> Output {
         if start.elapsed() > TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("edge-gw {args:?} did not finish within {TIMEOUT:?}");
+            panic!("{program} {args:?} did not finish within {TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -308,4 +313,227 @@ fn missing_agent_role_exits_3() {
     let out = run(&["--agent", "127.0.0.1:9503"]);
     assert_eq!(out.code, Some(3));
     assert!(out.stderr.contains("--features agent"), "{}", out.stderr);
+}
+
+/// Whether `program` can be run here (zsh, fish and groff are not on
+/// every machine; bash is).
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn mode_help_shows_that_modes_part_of_the_manual() {
+    let whole = run(&["--help"]).stdout;
+    for (args, has, lacks) in [
+        (
+            &["--master", "--help"][..],
+            "MASTER OPTIONS",
+            "AGENT OPTIONS",
+        ),
+        (
+            &["--agent", "--help"][..],
+            "AGENT OPTIONS",
+            "MASTER OPTIONS",
+        ),
+        (
+            &["--agent", "m:1", "-h"][..],
+            "--key-file FILE",
+            "--listen ADDR",
+        ),
+        (&["keygen", "--help"][..], "KEYGEN OPTIONS", "AGENT OPTIONS"),
+        (
+            &["push", "--help"][..],
+            "edge-gw push ... --wait",
+            "edge-gw inbox",
+        ),
+        (
+            &["inbox", "-h"][..],
+            "edge-gw inbox --resolve",
+            "edge-gw push",
+        ),
+        (
+            &["completions", "--help"][..],
+            "edge-gw completions bash",
+            "MASTER",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.contains(has), "{args:?}: {}", out.stdout);
+        assert!(!out.stdout.contains(lacks), "{args:?}: {}", out.stdout);
+        assert!(out.stdout.contains("GLOBAL OPTIONS"), "{args:?}");
+        assert!(
+            out.stdout.len() < whole.len() / 2,
+            "{args:?}: not the whole manual"
+        );
+    }
+    // Help wins over a broken line, and is the whole manual without a mode.
+    assert_eq!(run(&["--frobnicate", "--help"]).stdout, whole);
+}
+
+#[test]
+fn bare_edge_gw_lists_every_command_and_exits_2() {
+    let out = run(&[]);
+    assert_eq!(out.code, Some(2));
+    assert!(out.stdout.is_empty());
+    for command in [
+        "--master",
+        "--agent HOST:PORT",
+        "keygen",
+        "status",
+        "agents",
+        "push",
+        "report",
+        "inbox",
+        "completions SHELL",
+        "manpage",
+    ] {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(command)),
+            "{command} missing: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn mistyped_options_and_commands_get_the_nearest_name() {
+    for (args, hint) in [
+        (
+            &["--agent", "m:1", "--intreval", "5"][..],
+            "did you mean '--interval'?",
+        ),
+        (
+            &["--master", "--lsiten", "h:1"][..],
+            "did you mean '--listen'?",
+        ),
+        (
+            &["--master", "--state_dir", "/x"][..],
+            "did you mean '--state-dir'?",
+        ),
+        (&["agnets"][..], "did you mean 'agents'?"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}");
+        assert!(out.stderr.contains(hint), "{args:?}: {}", out.stderr);
+    }
+    let far = run(&["--master", "--frobnicate"]);
+    assert_eq!(far.code, Some(2));
+    assert!(!far.stderr.contains("did you mean"), "{}", far.stderr);
+}
+
+#[test]
+fn bash_completion_is_valid_and_completes_by_mode() {
+    let dir = TempDir::new("completion");
+    let out = run(&["completions", "bash"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let script = dir.path("edge-gw.bash");
+    fs::write(&script, &out.stdout).unwrap();
+    let check = run_program(
+        "bash",
+        dir.path(".").as_path(),
+        &["-n", script.to_str().unwrap()],
+    );
+    assert_eq!(check.code, Some(0), "bash -n: {}", check.stderr);
+    // Complete as bash would: the words so far, the cursor's word last.
+    let complete = |words: &str| {
+        let cword = words.split(' ').count() - 1;
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _edge_gw; echo \"${{COMPREPLY[*]}}\"",
+            script.display()
+        );
+        let out = run_program("bash", dir.path(".").as_path(), &["-c", &program]);
+        assert_eq!(out.code, Some(0), "{words}: {}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(complete("edge-gw --master --li"), "--listen");
+    assert_eq!(complete("edge-gw --agent m:1 --wire ''"), "v1 v2");
+    assert_eq!(
+        complete("edge-gw --agent m:1 --li"),
+        "",
+        "--listen is the master's"
+    );
+    assert_eq!(complete("edge-gw stat"), "status");
+    assert_eq!(complete("edge-gw push --al"), "--all");
+    assert_eq!(complete("edge-gw completions ''"), "bash zsh fish");
+    assert_eq!(complete("edge-gw --log-level d"), "debug");
+}
+
+#[test]
+fn zsh_and_fish_completions_parse_where_those_shells_exist() {
+    for (shell, check) in [("zsh", "-n"), ("fish", "--no-execute")] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(out.stdout.contains("--state-dir") || out.stdout.contains("state-dir"));
+        if !have(shell) {
+            eprintln!("{shell} not installed: its script was not syntax-checked");
+            continue;
+        }
+        let dir = TempDir::new(shell);
+        let script = dir.path("script");
+        fs::write(&script, &out.stdout).unwrap();
+        let checked = run_program(
+            shell,
+            dir.path(".").as_path(),
+            &[check, script.to_str().unwrap()],
+        );
+        assert_eq!(checked.code, Some(0), "{shell}: {}", checked.stderr);
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("bash, zsh, fish"), "{}", bad.stderr);
+}
+
+#[test]
+fn manpage_is_roff_made_from_the_help_text() {
+    let out = run(&["manpage"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains(".TH EDGE-GW 1"));
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "COMMANDS",
+        "MASTER OPTIONS",
+        "EXIT STATUS",
+    ] {
+        assert!(
+            out.stdout.contains(&format!(".SH \"{section}")),
+            "{section}"
+        );
+    }
+    if !have("groff") {
+        eprintln!("groff not installed: the page was not rendered");
+        return;
+    }
+    let dir = TempDir::new("manpage");
+    let page = dir.path("edge-gw.1");
+    fs::write(&page, &out.stdout).unwrap();
+    let p = page.to_str().unwrap();
+    let lint = run_program("groff", dir.path(".").as_path(), &["-man", "-ww", "-z", p]);
+    assert_eq!(lint.code, Some(0));
+    assert_eq!(lint.stderr, "", "groff warnings");
+    // Plain characters (no overstrike) on long lines (no hyphenation).
+    let text = run_program(
+        "groff",
+        dir.path(".").as_path(),
+        &["-man", "-Tascii", "-P-cbou", "-rLL=500n", p],
+    );
+    // Every option of the help text is in the rendered page.
+    let rendered = text.stdout;
+    for option in [
+        "--listen",
+        "--key-file",
+        "--on-push",
+        "--token-file",
+        "--resolve",
+    ] {
+        assert!(rendered.contains(option), "{option}");
+    }
 }

@@ -208,15 +208,24 @@ async fn main(
     // otherwise), so this and the one on reload never fail in practice.
     let list = masters::MasterList::new(run.set.masters.clone()).ok_or("no master listed")?;
     let mut connection = Connection::start(ex, list, &run, &shared);
+    // systemd (Type=notify): ready once the tasks had a turn (the local
+    // socket is bound in its task's first step), not when the master
+    // answers: a master that is down must not fail the agent's start.
+    smol::future::yield_now().await;
+    crate::sd_notify::ready(&format!("agent {} running", run.uuid));
+    let watchdog = ex.spawn(crate::sd_notify::watchdog(|| ()));
     let signalled = loop {
         match signals.next().await {
             Some(Ok(Signal::Hup)) => {
+                crate::sd_notify::reloading();
                 let connected = shared.state.borrow().master.clone();
                 let Some(next) = reload_on_sighup(opts, &run, connected.as_deref()) else {
+                    crate::sd_notify::ready("reload: running settings kept");
                     continue;
                 };
                 let Some(list) = masters::MasterList::new(next.run.set.masters.clone()) else {
                     log::error!("SIGHUP: no master listed; keeping the running settings");
+                    crate::sd_notify::ready("reload: running settings kept");
                     continue;
                 };
                 if next.reconnect {
@@ -234,6 +243,7 @@ async fn main(
                         .await;
                 }
                 run = next.run;
+                crate::sd_notify::ready("reloaded");
             }
             Some(Ok(Signal::Int)) => break "SIGINT",
             Some(Ok(_)) => break "SIGTERM",
@@ -242,6 +252,7 @@ async fn main(
         }
     };
     log::info!("{signalled}: stopping");
+    crate::sd_notify::stopping();
     // Give the session up to 2 s to send its Close, and a running hook
     // what is left of them to finish (its outcome is then recorded).
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -253,7 +264,7 @@ async fn main(
     // still running; only then is it recorded as not taken.
     let _ = delivery.cancel().await;
     delivery::stopped(&shared);
-    drop((local_task, reports));
+    drop((local_task, reports, watchdog));
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use log::LevelFilter;
 
+use super::completions::Shell;
 use super::options::{AgentOptions, ClientCommand, ClientOptions, LocalCommand, MasterOptions};
 use crate::keys::KeygenOptions;
 use crate::log_sink::LogTarget;
@@ -17,11 +18,17 @@ use crate::log_sink::LogTarget;
 // Built once at startup; boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// `-h`/`--help`: print the manual. Wins over everything else, so a
-    /// user can always get help, even from a broken command line.
-    Help,
+    /// `-h`/`--help`: print the manual, or with a mode (`--master`,
+    /// `push`, as spelled in [`super::flags::MODES`]) that mode's part of
+    /// it. Wins over everything else, so a user can always get help, even
+    /// from a broken command line.
+    Help(Option<&'static str>),
     /// `--version`: print the version and the built-in roles.
     Version,
+    /// `edge-gw completions SHELL`: print the shell's completion script.
+    Completions(Shell),
+    /// `edge-gw manpage`: print the manual as a man page.
+    Manpage,
     /// Run a mode.
     Run {
         /// `--log-level`, if given.

@@ -2,8 +2,11 @@
 //!
 //! `edge-gw --master` and `edge-gw --agent HOST:PORT` run the two roles;
 //! `keygen`, `status`, `agents`, `push`, `report` and `inbox` are one-shot
-//! subcommands. This module turns `argv` into a [`Command`] ([`parse`]),
-//! prints the manual ([`manual`]), starts logging ([`logging`]) and runs
+//! subcommands; `completions` and `manpage` print text. This module turns
+//! `argv` into a [`Command`] ([`parse`]; every option in one table,
+//! [`flags`], with "did you mean" from [`suggest`]), prints the manual
+//! ([`manual`], also as [`manpage`] and [`completions`]), starts logging
+//! ([`logging`]) and runs
 //! the chosen mode ([`roles`], [`subcommands`]), turning the outcome into
 //! the exit statuses the manual promises ([`exit`]). `src/main.rs` only
 //! wires these together.
@@ -15,9 +18,12 @@
 #[cfg(feature = "master")]
 pub mod api_client;
 pub mod command;
+pub mod completions;
 pub mod exit;
+pub mod flags;
 pub mod host_port;
 pub mod logging;
+pub mod manpage;
 pub mod manual;
 mod option_value;
 pub mod options;
@@ -27,6 +33,7 @@ pub mod parse;
 pub mod push_wait;
 pub mod roles;
 pub mod subcommands;
+pub mod suggest;
 
 pub use command::{Action, Command};
 pub use parse::Usage;

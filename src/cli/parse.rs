@@ -5,16 +5,20 @@
 //! collected first and checked against the mode at the end; a mistake is a
 //! [`Usage`] error naming the option, never a guess.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use log::LevelFilter;
 
 use super::command::{Action, Command};
+use super::completions::Shell;
+use super::flags::{MODES, SHELLS, takes_value};
 use super::option_value::{address, bad_value, nonempty, number, path, text};
 use super::options::{
     AgentOptions, ClientCommand, ClientOptions, INTERVAL_RANGE, LocalCommand, MISS_LIMIT_RANGE,
     MasterOptions, WireVersion,
 };
+use super::suggest::suggest;
 use crate::keys::{self, KeyTarget, KeygenOptions};
 use crate::log_sink::LogTarget;
 use crate::logger;
@@ -145,7 +149,43 @@ fn mode_names(modes: u8) -> String {
 
 /// Parses this process's command line.
 pub fn parse_env() -> Result<Command, Usage> {
-    parse(lexopt::Parser::from_env())
+    parse_from(std::env::args_os().skip(1).collect())
+}
+
+/// Parses `args` (without the program name). `-h`/`--help` anywhere
+/// before `--` wins, even where the parser would take it for a value
+/// (`edge-gw --agent --help`) or stop at an earlier mistake, and names the
+/// mode given with it, if any.
+pub fn parse_from(args: Vec<OsString>) -> Result<Command, Usage> {
+    if let Some(mode) = help_asked(&args) {
+        return Ok(Command::Help(mode));
+    }
+    parse(lexopt::Parser::from_args(args))
+}
+
+/// `Some(mode)` if `args` ask for help, with the mode they name (the first
+/// mode word that is not an option's value).
+fn help_asked(args: &[OsString]) -> Option<Option<&'static str>> {
+    let mut help = false;
+    let mut mode = None;
+    let mut value_next = false;
+    for arg in args {
+        let Some(a) = arg.to_str() else {
+            value_next = false;
+            continue;
+        };
+        if a == "--" {
+            break;
+        }
+        if a == "-h" || a == "--help" {
+            help = true;
+        } else if mode.is_none() && !value_next {
+            let word = a.split_once('=').map_or(a, |(name, _)| name);
+            mode = MODES.iter().copied().find(|m| *m == word);
+        }
+        value_next = !a.contains('=') && (a == "--agent" || takes_value(a));
+    }
+    help.then_some(mode)
 }
 
 /// Parses the command line (without the program name already consumed by
@@ -155,7 +195,7 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
     let mut s = Seen::default();
     while let Some(arg) = p.next()? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') | Long("help") => return Ok(Command::Help(s.mode.map(|m| m.1))),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('q') | Long("quiet") => s.verbosity = s.verbosity.saturating_sub(1),
             Short('v') | Long("verbose") => s.verbosity = s.verbosity.saturating_add(1),
@@ -191,10 +231,16 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 Some("push") => s.set_mode(PUSH, "push")?,
                 Some("report") => s.set_mode(REPORT, "report")?,
                 Some("inbox") => s.set_mode(INBOX, "inbox")?,
+                Some("completions") => return completions(&mut p),
+                Some("manpage") => {
+                    nothing_more(&mut p, "manpage")?;
+                    return Ok(Command::Manpage);
+                }
                 _ => {
+                    let typed = v.to_string_lossy();
                     return Err(Usage(format!(
-                        "unknown command {:?}: use --master, --agent HOST:PORT, keygen, status, agents, push, report or inbox",
-                        v.to_string_lossy()
+                        "unknown command {typed:?}{}: use --master, --agent HOST:PORT, keygen, status, agents, push, report, inbox, completions or manpage",
+                        did_you_mean(&typed)
                     )));
                 }
             },
@@ -338,7 +384,7 @@ pub fn parse(mut p: lexopt::Parser) -> Result<Command, Usage> {
                 s.note("--out", KEYGEN, false)?;
                 s.out = Some(path(&mut p, "--out")?);
             }
-            _ => return Err(arg.unexpected().into()),
+            _ => return Err(unknown(arg)),
         }
     }
     finish(s)
@@ -364,6 +410,50 @@ fn agent_masters(p: &mut lexopt::Parser) -> Result<Vec<String>, Usage> {
         .map_err(|raw| bad_value("--agent", &raw.to_string_lossy(), "not valid UTF-8"))?;
     super::host_port::master_list(value.split(','))
         .map_err(|why| bad_value("--agent", &value, &why))
+}
+
+/// The usage error for an option nobody knows, with the nearest known
+/// one when the typo is small.
+fn unknown(arg: lexopt::Arg<'_>) -> Usage {
+    let hint = match &arg {
+        lexopt::Arg::Long(name) => did_you_mean(&format!("--{name}")),
+        _ => String::new(),
+    };
+    Usage(format!("{}{hint}", arg.unexpected()))
+}
+
+/// `"; did you mean '--x'?"`, or nothing when no known name is near.
+fn did_you_mean(typed: &str) -> String {
+    suggest(typed)
+        .map(|s| format!("; did you mean '{s}'?"))
+        .unwrap_or_default()
+}
+
+/// `edge-gw completions SHELL`.
+fn completions(p: &mut lexopt::Parser) -> Result<Command, Usage> {
+    let shells = SHELLS.join(", ");
+    let Some(lexopt::Arg::Value(name)) = p.next()? else {
+        return Err(Usage(format!("completions needs a shell: {shells}")));
+    };
+    let name = name.to_string_lossy();
+    let shell = Shell::from_name(&name).ok_or_else(|| {
+        Usage(format!(
+            "completions: no script for {name:?}; choose {shells}"
+        ))
+    })?;
+    nothing_more(p, "completions")?;
+    Ok(Command::Completions(shell))
+}
+
+/// Refuses anything after a command that takes nothing more.
+fn nothing_more(p: &mut lexopt::Parser, command: &str) -> Result<(), Usage> {
+    match p.next()? {
+        None => Ok(()),
+        Some(extra) => Err(Usage(format!(
+            "{command} takes nothing more: {}",
+            extra.unexpected()
+        ))),
+    }
 }
 
 /// A push id (a positive number, as the API gave it).
@@ -398,9 +488,10 @@ fn duration(v: &str) -> Option<std::time::Duration> {
 /// Checks the collected options against the mode and builds the action.
 fn finish(mut s: Seen) -> Result<Command, Usage> {
     let Some((mode, mode_name)) = s.mode else {
-        return Err(Usage(
-            "no mode given: use --master, --agent HOST:PORT or keygen".into(),
-        ));
+        return Err(Usage(format!(
+            "no mode given; the commands are:\n{}",
+            super::manual::commands_text().trim_end()
+        )));
     };
     if let Some(&(name, modes)) = s.options.iter().find(|&&(_, modes)| modes & mode == 0) {
         return Err(Usage(format!(
@@ -736,11 +827,68 @@ mod tests {
 
     #[test]
     fn help_and_version_win() {
-        assert!(matches!(parse_args(&["-h"]), Ok(Command::Help)));
+        assert!(matches!(parse_args(&["-h"]), Ok(Command::Help(None))));
         assert!(matches!(
             parse_args(&["--master", "--help"]),
-            Ok(Command::Help)
+            Ok(Command::Help(Some("--master")))
         ));
         assert!(matches!(parse_args(&["--version"]), Ok(Command::Version)));
+    }
+
+    fn from(args: &[&str]) -> Result<Command, Usage> {
+        parse_from(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn help_names_the_mode_wherever_it_is_asked() {
+        for (args, mode) in [
+            (&["--help"][..], None),
+            (&["--help", "--master"][..], Some("--master")),
+            (&["--agent", "--help"][..], Some("--agent")),
+            (&["--agent=m:1", "-h"][..], Some("--agent")),
+            (
+                &["--agent", "m:1", "--bogus", "--help"][..],
+                Some("--agent"),
+            ),
+            (
+                &["--group", "push", "--agent", "m:1", "-h"][..],
+                Some("--agent"),
+            ),
+            (&["inbox", "--answer", "3", "--help"][..], Some("inbox")),
+            (&["completions", "--help"][..], Some("completions")),
+        ] {
+            match from(args) {
+                Ok(Command::Help(m)) => assert_eq!(m, mode, "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        // After `--` it is push text.
+        assert!(matches!(
+            from(&["push", "--all", "--", "--help"]),
+            Ok(Command::Run { .. })
+        ));
+    }
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        assert!(
+            usage_error(&["--agent", "m:1", "--intreval", "5"])
+                .contains("did you mean '--interval'?")
+        );
+        assert!(usage_error(&["agnets"]).contains("did you mean 'agents'?"));
+        assert!(!usage_error(&["--master", "--frobnicate"]).contains("did you mean"));
+    }
+
+    #[test]
+    fn completions_and_manpage() {
+        assert!(matches!(
+            parse_args(&["completions", "bash"]),
+            Ok(Command::Completions(Shell::Bash))
+        ));
+        assert!(matches!(parse_args(&["manpage"]), Ok(Command::Manpage)));
+        assert!(usage_error(&["completions"]).contains("bash, zsh, fish"));
+        assert!(usage_error(&["completions", "tcsh"]).contains("tcsh"));
+        assert!(usage_error(&["completions", "bash", "x"]).contains("nothing more"));
+        assert!(usage_error(&["manpage", "--to", "x"]).contains("nothing more"));
     }
 }

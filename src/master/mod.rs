@@ -486,6 +486,12 @@ fn cluster_tick(s: &Settings) -> Duration {
 /// Runs the master until SIGTERM/SIGINT.
 pub fn run(opts: MasterOptions) -> Result<(), String> {
     let settings = Settings::load(&opts)?;
+    #[cfg(not(feature = "cluster"))]
+    if settings.cluster.is_some() {
+        return Err(
+            "this build has no cluster support (cargo feature `cluster`); remove --cluster / `cluster`".into(),
+        );
+    }
     crate::cli::logging::config_level(settings.log_level);
     listener::raise_fd_limit();
     // The master compresses on a fixed set of threads all day.
@@ -598,6 +604,13 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
             .detach();
         ex.spawn(forget_stale_legacy(master.clone())).detach();
+        // systemd (Type=notify): ready now that the listeners are bound and
+        // the PID file written; the watchdog is pinged from this executor
+        // only while the registry lock can be taken.
+        crate::sd_notify::ready(&format!("serving on http://{http_addr}/"));
+        let m = master.clone();
+        ex.spawn(async move { crate::sd_notify::watchdog(|| drop(m.lock_registry())).await })
+            .detach();
         lifecycle(master.clone(), signals).await
     }));
     drop(stop_tx);
@@ -615,6 +628,7 @@ async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> R
         match sig {
             Ok(Signal::Hup) => {
                 log::info!("SIGHUP: reloading config and keyring");
+                crate::sd_notify::reloading();
                 if let Err(e) = master.reload_settings() {
                     log::error!("reload: config not changed: {e}");
                 }
@@ -622,6 +636,7 @@ async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> R
                     Ok(n) => log::info!("reload: keyring has {n} keys"),
                     Err(e) => log::error!("reload: keyring not changed: {e}"),
                 }
+                crate::sd_notify::ready("reloaded");
             }
             Ok(s) => {
                 // Named as the agent names them: "SIGTERM: stopping".
@@ -631,6 +646,7 @@ async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> R
                     "SIGTERM"
                 };
                 log::info!("{name}: stopping");
+                crate::sd_notify::stopping();
                 break;
             }
             Err(e) => log::warn!("signal stream: {e}"),

@@ -27,15 +27,15 @@ use crate::proto::v2;
 use crate::session::legacy::FlaggedBody;
 use crate::session::outbox::OverflowKind;
 
-/// Answers a request under `/api/` whose token `routes` has
-/// already checked. Async because a push waits for its fsync on the store
-/// thread.
-pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
+/// Answers a request under `/api/` whose token and method `routes` has
+/// already checked; `method` is `GET` for a `HEAD` (the server drops the
+/// body). Async because a push waits for its fsync on the store thread.
+pub(super) async fn answer(m: &Master, r: &Request, method: &str) -> Reply {
     let Some(rest) = r.path.strip_prefix("/api/") else {
         return Reply::error(404, "no such API path");
     };
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    match (r.method.as_str(), head, tail) {
+    match (method, head, tail) {
         ("GET", "status", "") => Reply::json(200, &status(m)),
         ("GET", "agents", "") => Reply::json(200, &cluster_view::agents(m)),
         ("GET", "agents", uuid) => match cluster_view::agent(m, uuid) {
@@ -59,9 +59,8 @@ pub(super) async fn answer(m: &Master, r: &Request) -> Reply {
             }
         }
         ("GET", "events", "") => Reply::Events,
-        (_, "status" | "agents" | "push" | "pushes" | "events" | "cluster", _) => {
-            Reply::error(405, "method not allowed here")
-        }
+        // `routes::methods` refused every other method with a 405 and its
+        // `Allow` already.
         _ => Reply::error(404, "no such API path"),
     }
 }

@@ -148,12 +148,16 @@ fn sse(e: &FleetEvent, reg: &Registry) -> String {
     format!("event: {kind}\ndata: {data}\n\n")
 }
 
+/// The event stream's status line and headers (also a `HEAD`'s whole
+/// answer). No `Content-Length`: the stream ends when the connection does.
+pub(super) const HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+
 /// Streams fleet events as Server-Sent Events on `stream` until the client
 /// leaves, falls behind, stops reading, or the master stops. The server
 /// hands a connection over here after `GET /api/events`; the connection is
 /// not reused after.
 pub(super) async fn stream(master: &Master, mut stream: Async<TcpStream>, ip: IpAddr) {
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n: edge-gw fleet events\n\n";
+    let head = format!("{HEAD}: edge-gw fleet events\n\n");
     if send(master, &mut stream, ip, head.as_bytes())
         .await
         .is_err()

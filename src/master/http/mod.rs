@@ -10,6 +10,10 @@
 //! | `/healthz` | `ok` | none |
 //! | `/api/...` | the JSON API ([`api`]) and the live event stream ([`events`]) | bearer token |
 //!
+//! Methods ([`routes::methods`], one table): `HEAD` wherever `GET` is,
+//! answered as the `GET` without its body; any other method a path does
+//! not take is a 405 whose `Allow` header lists the ones it does.
+//!
 //! Auth: every `/api/` call needs the token from `STATE_DIR/api.token`, as
 //! `Authorization: Bearer TOKEN` or, on `GET /api/events` only (the
 //! browser's `EventSource` cannot set headers), `?token=TOKEN`; it is

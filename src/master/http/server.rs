@@ -207,8 +207,9 @@ async fn serve(master: &Master, mut stream: Async<TcpStream>, ip: IpAddr, accept
                 status,
                 content_type,
                 body,
+                allow,
             } => {
-                let mut bytes = response(status, content_type, &body, keep);
+                let mut bytes = response(status, content_type, &body, keep, allow);
                 if req.method == "HEAD" {
                     // Same headers as GET (Content-Length included), no body.
                     bytes.truncate(bytes.len() - body.len());
@@ -225,6 +226,12 @@ async fn serve(master: &Master, mut stream: Async<TcpStream>, ip: IpAddr, accept
                     }
                 }
             }
+            Reply::Events if req.method == "HEAD" => {
+                // The stream's headers, no events; the stream's connection
+                // is not reused, so neither is this one.
+                let _ = write_within(&mut stream, events::HEAD.as_bytes(), s.write_timeout).await;
+                return;
+            }
             Reply::Events => return events::stream(master, stream, ip).await,
         }
     }
@@ -239,6 +246,6 @@ async fn send_error(
     s: &crate::master::settings::Settings,
 ) -> Result<(), WriteFail> {
     let body = serde_json::json!({ "error": msg }).to_string();
-    let bytes = response(status, "application/json", body.as_bytes(), false);
+    let bytes = response(status, super::reply::JSON, body.as_bytes(), false, None);
     write_within(stream, &bytes, s.write_timeout).await
 }
