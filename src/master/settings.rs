@@ -581,4 +581,59 @@ mod tests {
         assert!(Settings::load(&o).unwrap_err().contains("out of range"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn cluster_url_password_and_node_name() {
+        let dir = std::env::temp_dir().join(format!("edge-gw-cluster-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut o = opts();
+        assert_eq!(
+            Settings::load(&o).unwrap().cluster,
+            None,
+            "standalone by default"
+        );
+        o.cluster = Some("redis://10.0.0.5:6379/2".into());
+        o.node_name = Some("m1".into());
+        let c = Settings::load(&o).unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.node.as_str()),
+            ("redis://10.0.0.5:6379/2", "m1")
+        );
+        // Never a password on the command line (visible in `ps`).
+        o.cluster = Some("redis://:secret@10.0.0.5:6379/".into());
+        let e = Settings::load(&o).unwrap_err();
+        assert!(
+            e.contains("cluster_password_file") && !e.contains("secret"),
+            "{e}"
+        );
+        o.cluster = Some("http://10.0.0.5/".into());
+        assert!(Settings::load(&o).unwrap_err().contains("redis://"));
+        o.node_name = Some("bad name".into());
+        o.cluster = Some("redis://10.0.0.5:6379/".into());
+        assert!(Settings::load(&o).unwrap_err().contains("node_name"));
+        // From the file: the password from its own file, percent-encoded,
+        // a user name kept; Debug never shows it.
+        let pw = dir.join("redis.password");
+        std::fs::write(&pw, "p@ss word\n").unwrap();
+        let f = dir.join("m.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "cluster = \"redis://edge@10.0.0.5:6379/0\"\nnode_name = \"m-2\"\ncluster_password_file = \"{}\"\n",
+                pw.display()
+            ),
+        )
+        .unwrap();
+        let o = MasterOptions {
+            config: Some(f.clone()),
+            ..opts()
+        };
+        let c = Settings::load(&o).unwrap().cluster.unwrap();
+        assert_eq!(c.url, "redis://edge:p%40ss%20word@10.0.0.5:6379/0");
+        assert_eq!(c.node, "m-2");
+        assert!(!format!("{c:?}").contains("p%40ss"));
+        std::fs::write(&pw, "").unwrap();
+        assert!(Settings::load(&o).unwrap_err().contains("empty"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
