@@ -411,6 +411,15 @@ fn without_redis_agents_stay_and_pushes_get_503_until_it_is_back() {
     });
     let err = push(f.m(0), "stay", "x").unwrap_err();
     assert!(err.contains("503"), "{err}");
+    // Past the lease the other master's view is no longer vouched for.
+    wait_for(T, "m1 shown as not alive on m0", || {
+        let c = f.m(0).get("/api/cluster");
+        c["nodes"]
+            .as_array()?
+            .iter()
+            .any(|n| n["name"] == "m1" && n["alive"] == false)
+            .then_some(())
+    });
     // Heartbeats and reports go on: the agent keeps its session.
     let r0 = f.m(0).get("/api/agents/stay")["counters"]["reports"]
         .as_u64()
@@ -640,4 +649,34 @@ fn reports_reach_subscribers_on_another_master() {
             br#"{"host":"src-legacy"}"#,
         ));
     }
+}
+
+#[test]
+fn a_newer_session_on_another_master_replaces_the_old_one() {
+    let dir = TempDir::new("cluster-replace");
+    let redis = Redis::start(&dir);
+    let url = redis.url();
+    let f = masters("cluster-replace", &[url.clone(), url]);
+    let old = f.agent(dir.path(), "twin", &[0], 0);
+    wait_on(f.m(1), "twin", "m0");
+    // The same device (its key, its uuid) now connects to m1.
+    let dir2 = dir.path().join("second");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let new = f.agent(&dir2, "twin", &[1], 0);
+    wait_for(T, "m0 to close the old session as replaced", || {
+        old.log_text().contains("replaced").then_some(())
+    });
+    // Closed within a tick of the claim (its note, or the next confirm),
+    // not after a lease ran out.
+    let c = f.m(0).get("/api/cluster");
+    assert!(c["counters"]["fenced"].as_u64() >= Some(1), "{c}");
+    drop(old);
+    wait_on(f.m(0), "twin", "m1");
+    // An operator asking the wrong master is sent to the right one.
+    let e = f
+        .m(0)
+        .try_request("DELETE", "/api/agents/twin", None)
+        .unwrap_err();
+    assert!(e.contains("409") && e.contains("m1"), "{e}");
+    drop(new);
 }

@@ -67,6 +67,9 @@ pub(super) struct Worker {
     backoff: Duration,
     down_since: Option<Instant>,
     ever_up: bool,
+    /// When the last refresh went through: past the lease without one,
+    /// the other masters' views are dropped rather than shown stale.
+    last_refresh: Instant,
     scripts: Scripts,
 }
 
@@ -109,6 +112,7 @@ impl Worker {
             backoff: Duration::from_millis(250),
             down_since: Some(Instant::now()),
             ever_up: false,
+            last_refresh: Instant::now(),
             scripts: Scripts {
                 claim: redis::Script::new(scripts::CLAIM),
                 confirm: redis::Script::new(scripts::CONFIRM),
@@ -485,6 +489,20 @@ impl Worker {
     /// view, read the others', fetch pushes the agents here are missing.
     fn refresh(&mut self) {
         if self.con.is_none() {
+            // Without Redis the other masters' views age; once they are
+            // older than the lease nobody could vouch for them any more.
+            let view = self.c.view();
+            let vouched = !view.agents.is_empty()
+                || view.nodes.iter().any(|n| n.alive && n.name != self.c.node);
+            if self.last_refresh.elapsed() > self.c.lease && vouched {
+                let mut stale = (*self.c.view()).clone();
+                stale.agents.clear();
+                for n in stale.nodes.iter_mut().filter(|n| n.name != self.c.node) {
+                    n.alive = false;
+                }
+                self.c.set_view(stale);
+                self.reg().set_remote_wanted(false);
+            }
             return;
         }
         let lease = lease_ms(self.c.lease);
@@ -652,6 +670,7 @@ impl Worker {
         });
         self.reg().set_remote_wanted(wanted);
         self.c.set_view(fleet);
+        self.last_refresh = Instant::now();
         let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
         self.c.rtt_us.store(us, Ordering::Relaxed);
         log::trace!(

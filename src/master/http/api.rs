@@ -69,6 +69,16 @@ fn kick(m: &Master, r: &Request, uuid: &str) -> Reply {
     let Some(u) = Uuid::from_text(uuid) else {
         return Reply::error(400, "bad uuid");
     };
+    if let Some((node, http)) = cluster_view::held_elsewhere(m, uuid)
+        && !m.lock_registry().agent(&u).is_some_and(|a| a.online())
+    {
+        return Reply::error(
+            409,
+            &format!(
+                "agent {uuid} is held by master {node}: send this request to its API at http://{http}/"
+            ),
+        );
+    }
     let mut reg = m.lock_registry();
     if reg.agent(&u).is_none() {
         return Reply::error(404, &format!("no agent {uuid}"));

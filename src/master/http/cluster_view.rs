@@ -123,3 +123,24 @@ pub fn resolve_elsewhere(m: &Master, to: &str) -> Vec<Uuid> {
     let _ = (m, to);
     Vec::new()
 }
+
+/// The master holding `uuid` elsewhere in the cluster, and its HTTP
+/// address, for an answer that sends the operator there.
+pub fn held_elsewhere(m: &Master, uuid: &str) -> Option<(String, String)> {
+    #[cfg(feature = "cluster")]
+    if let Some(c) = &m.cluster {
+        let v = c.view();
+        let a = v.agents.get(uuid)?;
+        let node = a["node"].as_str().unwrap_or("?").to_string();
+        let http = v
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.info["http"].as_str())
+            .unwrap_or("?")
+            .to_string();
+        return Some((node, http));
+    }
+    let _ = (m, uuid);
+    None
+}
