@@ -188,9 +188,44 @@ pub fn status_table(status: &Value, agents: &Value) -> String {
         list(&c["connections_refused"]),
         c["send_failures"],
     );
+    if let Some(cl) = status["cluster"].as_object() {
+        let masters: Vec<String> = cl
+            .get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let name = n["name"].as_str().unwrap_or("?");
+                if n["alive"] == true {
+                    format!("{name} ({} agents)", n["agents"].as_u64().unwrap_or(0))
+                } else {
+                    format!("{name} (gone)")
+                }
+            })
+            .collect();
+        o += &format!(
+            "cluster: this master {}   Redis {}   masters: {}\n",
+            cl.get("node").and_then(Value::as_str).unwrap_or("?"),
+            if cl.get("redis_up") == Some(&Value::Bool(true)) {
+                format!(
+                    "up ({:.1} ms)",
+                    cl.get("redis_rtt_ms")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0)
+                )
+            } else {
+                "DOWN (pushes refused)".to_string()
+            },
+            masters.join(", ")
+        );
+    }
+    // In a cluster every agent names the master holding it.
+    let nodes = agents
+        .as_array()
+        .is_some_and(|l| l.iter().any(|a| a.get("node").is_some()));
     o += &bar("AGENTS");
     o += &format!(
-        "{:<34} {:<10} {:<7} {:<4} {:<21} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>6}\n",
+        "{:<34} {:<10} {:<7} {:<4} {:<21} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>6}{}\n",
         "uuid",
         "group",
         "state",
@@ -203,13 +238,14 @@ pub fn status_table(status: &Value, agents: &Value) -> String {
         "tx/s",
         "seen",
         "reports",
-        "pushes"
+        "pushes",
+        if nodes { "  master" } else { "" }
     );
     for a in agents.as_array().into_iter().flatten() {
         let l = &a["latest"];
         let num = |k: &str| l[k].as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
         o += &format!(
-            "{:<34} {:<10} {:<7} {:<4} {:<21} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>6}\n",
+            "{:<34} {:<10} {:<7} {:<4} {:<21} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>6}{}\n",
             a["uuid"].as_str().unwrap_or("?"),
             a["group"].as_str().unwrap_or(""),
             if a["online"].as_bool() == Some(true) {
@@ -231,6 +267,9 @@ pub fn status_table(status: &Value, agents: &Value) -> String {
                 .map_or("-".to_string(), |s| format!("{s}s")),
             a["counters"]["reports"].to_string(),
             a["pushes_queued"].to_string(),
+            a["node"]
+                .as_str()
+                .map_or(String::new(), |n| format!("  {n}")),
         );
     }
     o
@@ -268,5 +307,35 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(rows[0].contains("online") && rows[0].contains("12.5") && rows[0].contains("1.5k"));
         assert!(rows[1].contains("offline"));
+        assert!(!t.contains("cluster:") && !t.contains("master\n"), "{t}");
+    }
+
+    #[test]
+    fn table_in_a_cluster_names_masters_and_each_agents_master() {
+        let status = json!({
+            "version": "0.1.0", "uptime_s": 1, "agents": {"online": 1, "known": 1},
+            "connections": 1, "pushes": {}, "counters": {},
+            "cluster": {"node": "m1", "redis_up": true, "redis_rtt_ms": 0.4,
+                "nodes": [{"name": "m1", "alive": true, "agents": 1},
+                          {"name": "m2", "alive": false}]}
+        });
+        let agents = json!([
+            {"uuid": "here", "online": true, "node": "m1", "counters": {}},
+            {"uuid": "there", "online": true, "node": "m3", "counters": {}}
+        ]);
+        let t = status_table(&status, &agents);
+        assert!(
+            t.contains(
+                "cluster: this master m1   Redis up (0.4 ms)   masters: m1 (1 agents), m2 (gone)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("there") && l.ends_with("  m3")),
+            "{t}"
+        );
+        let down = json!({"cluster": {"node": "m1", "redis_up": false, "nodes": []}});
+        assert!(status_table(&down, &json!([])).contains("Redis DOWN"));
     }
 }
