@@ -289,7 +289,9 @@ fn a_push_through_one_master_reaches_an_agent_on_another_once() {
     wait_for(T, "the push to run once", || {
         (pushes_run(dir.path(), "far") == [id]).then_some(())
     });
-    // And to a group and to all, through yet another master.
+    // And to all, through yet another master (once its view has the
+    // agent: `*` means every agent that master knows of).
+    wait_on(f.m(1), "far", "m2");
     let id2 = push(f.m(1), "*", "everyone").unwrap();
     wait_for(T, "the push to all", || {
         (pushes_run(dir.path(), "far") == [id, id2]).then_some(())

@@ -29,8 +29,9 @@ use crate::session::outbox::OverflowKind;
 
 /// Time allowed for connecting and for one Redis round trip.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Claims confirmed per script call: bounds how long one call holds
-/// Redis (a script blocks every other client while it runs).
+/// Claims confirmed (or acks written) per script call: bounds how long
+/// one call holds Redis (a script blocks every other client while it
+/// runs).
 const CONFIRM_CHUNK: usize = 1000;
 
 /// One claim of this master on an agent.
@@ -410,19 +411,23 @@ impl Worker {
         if self.acks.is_empty() {
             return;
         }
-        let Some(con) = self.con.as_mut() else { return };
-        let mut inv = self.scripts.ack.prepare_invoke();
-        for (id, u) in &self.acks {
-            inv.arg(u.to_string()).arg(*id);
-        }
-        let r: redis::RedisResult<u64> = inv.invoke(con);
-        match r {
-            Ok(_) => {
-                let n = self.acks.len() as u64;
-                self.acks.clear();
-                self.c.count(|s| s.acks += n);
+        // In chunks: a script blocks every other Redis client while it
+        // runs, and after an outage up to ACKS_KEPT acks wait here.
+        while !self.acks.is_empty() {
+            let Some(con) = self.con.as_mut() else { return };
+            let n = self.acks.len().min(CONFIRM_CHUNK);
+            let mut inv = self.scripts.ack.prepare_invoke();
+            for (id, u) in &self.acks[..n] {
+                inv.arg(u.to_string()).arg(*id);
             }
-            Err(e) => self.failed(&e, "ack"),
+            let r: redis::RedisResult<u64> = inv.invoke(con);
+            match r {
+                Ok(_) => {
+                    self.acks.drain(..n);
+                    self.c.count(|s| s.acks += n as u64);
+                }
+                Err(e) => return self.failed(&e, "ack"),
+            }
         }
     }
 
