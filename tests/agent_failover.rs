@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{BIN, Master, Proc, TempDir, free_port, wait_for};
+use support::{BIN, Master, Proc, TempDir, agent_on, free_port, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const SIGHUP: i32 = 1;
@@ -43,22 +43,7 @@ fn master(dir: &TempDir, keyring: &Path) -> Master {
 /// The agent `uuid` on `masters` (as `--agent` takes them), reporting
 /// every second.
 fn agent(dir: &TempDir, uuid: &str, masters: &str, key: &Path) -> Proc {
-    let state = dir.path().join(format!("agent-{uuid}"));
-    Proc::spawn(
-        &[
-            "--agent",
-            masters,
-            "--key-file",
-            key.to_str().unwrap(),
-            "--uuid",
-            uuid,
-            "--interval",
-            "1",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        dir.path().join(format!("agent-{uuid}.log")),
-    )
+    agent_on(dir.path(), uuid, masters, key, &[])
 }
 
 /// The agent's `STATUS` line from its local socket.

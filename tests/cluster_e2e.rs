@@ -162,30 +162,13 @@ impl Fleet {
     fn agent(&self, dir: &Path, name: &str, masters: &[usize], hook_ms: u32) -> Proc {
         let list: Vec<String> = masters.iter().map(|&i| self.m(i).addr()).collect();
         let list = list.join(",");
-        let state = dir.join(format!("agent-{name}"));
         let hook = format!(
             "echo \"$EDGE_GW_PUSH_ID\" >> {}; sleep {}",
             dir.join(format!("pushes-{name}")).display(),
             f64::from(hook_ms) / 1000.0
         );
         let key = self.fleet_key();
-        Proc::spawn(
-            &[
-                "--agent",
-                &list,
-                "--key-file",
-                key.to_str().unwrap(),
-                "--uuid",
-                name,
-                "--interval",
-                "1",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--on-push",
-                &hook,
-            ],
-            dir.join(format!("agent-{name}.log")),
-        )
+        agent_on(dir, name, &list, &key, &["--on-push", &hook])
     }
 }
 

@@ -280,14 +280,19 @@ impl Master {
     }
 }
 
-/// Starts an agent process.
+/// Starts an agent process on `master`.
 pub fn agent(dir: &TempDir, name: &str, master: &Master, extra: &[&str]) -> Proc {
-    let state = dir.path().join(format!("agent-{name}"));
-    let key = master.fleet_key();
-    let addr = master.addr();
+    agent_on(dir.path(), name, &master.addr(), &master.fleet_key(), extra)
+}
+
+/// Starts agent `name` on `masters` (as `--agent` takes them: one
+/// `HOST:PORT` or several, comma-separated) with `key`, reporting every
+/// second, its state in `dir/agent-NAME`, its log in `dir`.
+pub fn agent_on(dir: &Path, name: &str, masters: &str, key: &Path, extra: &[&str]) -> Proc {
+    let state = dir.join(format!("agent-{name}"));
     let mut args = vec![
         "--agent",
-        &addr,
+        masters,
         "--key-file",
         key.to_str().unwrap(),
         "--uuid",
@@ -298,10 +303,8 @@ pub fn agent(dir: &TempDir, name: &str, master: &Master, extra: &[&str]) -> Proc
         state.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let n = std::fs::read_dir(dir.path())
-        .map(|d| d.count())
-        .unwrap_or(0);
-    Proc::spawn(&args, dir.path().join(format!("agent-{name}-{n}.log")))
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(&args, dir.join(format!("agent-{name}-{n}.log")))
 }
 
 /// One unsealed, uncompressed frame of any version, type and uuid, made by

@@ -420,6 +420,25 @@ pub fn render(m: &Master) -> String {
     o.0
 }
 
+/// A counter with a `kind` label, every kind present from the start.
+#[cfg(feature = "cluster")]
+fn by_kind(
+    o: &mut Out,
+    name: &str,
+    help: &str,
+    kinds: &[&str],
+    counts: &std::collections::BTreeMap<&'static str, u64>,
+) {
+    o.head(name, "counter", help);
+    for k in kinds {
+        o.val(
+            name,
+            &format!("kind=\"{k}\""),
+            counts.get(k).copied().unwrap_or(0),
+        );
+    }
+}
+
 /// The cluster's figures (`edge_gw_cluster_*`), only for a master started
 /// with `--cluster`; every error kind is present from the start.
 #[cfg(feature = "cluster")]
@@ -438,15 +457,13 @@ fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
         "Round trip of the last registry refresh to Redis.",
         c.rtt().as_secs_f64(),
     );
-    o.head(
+    by_kind(
+        o,
         "edge_gw_cluster_errors_total",
-        "counter",
         "Redis errors by kind (connect, io, timeout, auth, server).",
+        &["connect", "io", "timeout", "auth", "server"],
+        &st.errors,
     );
-    for k in ["connect", "io", "timeout", "auth", "server"] {
-        let n = st.errors.get(k).copied().unwrap_or(0);
-        o.val("edge_gw_cluster_errors_total", &format!("kind=\"{k}\""), n);
-    }
     o.one(
         "edge_gw_cluster_outages_total",
         "counter",
@@ -477,15 +494,13 @@ fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
         "Pushes fetched from Redis for agents on this master.",
         st.pushes_fetched,
     );
-    o.head(
+    by_kind(
+        o,
         "edge_gw_cluster_dropped_total",
-        "counter",
         "Cluster jobs dropped (queue full or Redis away), by kind.",
+        &["claim", "release", "acks", "reports", "push", "note"],
+        &st.dropped,
     );
-    for k in ["claim", "release", "acks", "reports", "push", "note"] {
-        let n = st.dropped.get(k).copied().unwrap_or(0);
-        o.val("edge_gw_cluster_dropped_total", &format!("kind=\"{k}\""), n);
-    }
     o.one(
         "edge_gw_cluster_reports_forwarded_total",
         "counter",
