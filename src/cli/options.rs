@@ -128,7 +128,8 @@ pub struct MasterOptions {
     pub keyring: Option<PathBuf>,
     /// Most simultaneous connections. Default: 20000.
     pub max_connections: Option<usize>,
-    /// Worker threads. Default: 2.
+    /// Worker threads. Default: the cores available, at most 16
+    /// (`master::settings::default_threads`).
     pub threads: Option<usize>,
     /// User to switch to after binding the listeners. Default: none.
     pub user: Option<String>,

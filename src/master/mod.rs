@@ -584,6 +584,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
 
     let ex = Arc::new(smol::Executor::new());
     let threads = settings.threads.max(1);
+    log::info!("{threads} worker thread(s)");
     let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
     let mut workers = Vec::new();
     for i in 1..threads {

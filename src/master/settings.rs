@@ -83,7 +83,7 @@ pub struct Settings {
     pub push_results_agent_bytes: usize,
     /// Compress frames to agents when smaller.
     pub compress: bool,
-    /// Worker threads.
+    /// Worker threads (default: [`default_threads`]).
     pub threads: usize,
     /// Drop privileges to this user after binding.
     pub user: Option<String>,
@@ -302,6 +302,20 @@ pub fn default_state_dir() -> PathBuf {
 /// two threads, `BENCHMARKS.md`).
 pub const DEFAULT_HANDSHAKES_PER_IP: u32 = 1000;
 
+/// Most worker threads by default: past this, more threads only add
+/// contention on the registry lock (`BENCHMARKS.md`: scaling measured to
+/// 8 threads).
+pub const MAX_DEFAULT_THREADS: usize = 16;
+
+/// Default of `threads`: the cores this process may use (std reads the
+/// affinity mask and the cgroup's CPU quota, so a container limited to
+/// two CPUs gets two), at most [`MAX_DEFAULT_THREADS`]; 2 if unknown.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_DEFAULT_THREADS)
+}
+
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
@@ -373,7 +387,10 @@ impl Settings {
             push_results_max_age: secs(file.push_results_max_age.unwrap_or(7 * 24 * 3600)),
             push_results_agent_bytes: file.push_results_agent_bytes.unwrap_or(1 << 20),
             compress: file.compress.unwrap_or(true),
-            threads: opts.threads.or(file.threads).unwrap_or(2),
+            threads: opts
+                .threads
+                .or(file.threads)
+                .unwrap_or_else(default_threads),
             user: opts.user.clone().or(file.user),
             keyring_revoke_all: file.keyring_revoke_all.unwrap_or(false),
             memory_budget: file

@@ -271,6 +271,7 @@ fn status(m: &Master) -> Value {
             "legacy_idle_timeout_s": s.legacy_idle_timeout.as_secs(),
             "allow_plaintext": s.allow_plaintext,
             "max_connections": s.max_connections,
+            "threads": s.threads,
             "http_max_connections": s.http_max_connections,
             "http_per_ip": s.http_per_ip,
             "http_request_timeout_s": s.http_request_timeout.as_secs(),
