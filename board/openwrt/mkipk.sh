@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Makes an OpenWrt .ipk of edge-gw from a prebuilt binary, without the
-# OpenWrt SDK (the same layout as the SDK's ipkg-build: a gzipped tar of
-# debian-binary, control.tar.gz and data.tar.gz).
+# Makes an OpenWrt .ipk (opkg: OpenWrt 24.10 and older) of edge-gw from a
+# prebuilt binary, without the OpenWrt SDK: the same layout as the SDK's
+# ipkg-build (a gzipped tar of debian-binary, control.tar.gz and
+# data.tar.gz) and the same contents as the SDK package (Makefile): binary,
+# procd init script, UCI defaults, /lib/upgrade/keep.d/edge-gw, the
+# edge-gw user (Require-User) and the SDK's standard postinst/prerm.
+# For OpenWrt 25.x (apk) see mkapk.sh.
 #
 #   board/openwrt/mkipk.sh TARGET [--arch OPKG_ARCH] [--bin FILE] [--out DIR]
 #
@@ -14,75 +18,47 @@
 #   armv7-unknown-linux-musleabihf  arm_cortex-a7_neon-vfpv4 (ipq40xx)
 #   aarch64-unknown-linux-musl      aarch64_cortex-a53 (MT7622, MT7981/7986, ipq807x)
 #   x86_64-unknown-linux-musl       x86_64
+# Prints the path of the .ipk. EDGE_GW_URL sets the URL field.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=stage.sh
+. "$(dirname "$0")/stage.sh"
+stage_parse "$@"
+stage_data
+version=$pkg_version-$pkg_release
 
-target=${1:-}
-[ -n "$target" ] || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-shift
-arch= bin= out=$root/target/cross/out
-while [ $# -gt 0 ]; do
-  case $1 in
-    --arch) arch=$2; shift 2 ;;
-    --bin) bin=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
-  esac
-done
-if [ -z "$arch" ]; then
-  case $target in
-    mipsel-unknown-linux-musl) arch=mipsel_24kc ;;
-    mips-unknown-linux-musl) arch=mips_24kc ;;
-    armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4 ;;
-    aarch64-unknown-linux-musl) arch=aarch64_cortex-a53 ;;
-    x86_64-unknown-linux-musl) arch=x86_64 ;;
-    *) echo "unknown target $target: give --arch" >&2; exit 2 ;;
-  esac
-fi
-bin=${bin:-$root/target/cross/out/edge-gw-$target}
-[ -f "$bin" ] || { echo "no binary $bin: run board/build.sh $target" >&2; exit 1; }
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)-1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-d=$tmp/data c=$tmp/control
-install -d "$d/usr/bin" "$d/etc/init.d" "$d/etc/config" "$c"
-install -d -m 0700 "$d/etc/edge-gw"
-install -m 0755 "$bin" "$d/usr/bin/edge-gw"
-install -m 0755 "$here/files/edge-gw.init" "$d/etc/init.d/edge-gw"
-install -m 0644 "$here/files/edge-gw.config" "$d/etc/config/edge-gw"
-
-cat > "$c/control" <<EOT
-Package: edge-gw
-Version: $version
-License: MIT OR Apache-2.0
-Section: net
-Architecture: $arch
-Installed-Size: $(du -sk "$d" | cut -f1)
-Description: edge-gw monitoring agent (static binary, built for $target)
-EOT
-printf '/etc/config/edge-gw\n' > "$c/conffiles"
+c=$tmp/control
+install -d "$c"
+{
+  printf 'Package: edge-gw\nVersion: %s\n' "$version"
+  printf 'License: %s\nLicenseFiles: LICENSE-MIT LICENSE-APACHE\n' "$pkg_license"
+  printf 'Section: net\nRequire-User: %s\n' "$pkg_userid"
+  [ -z "$pkg_url" ] || printf 'URL: %s\n' "$pkg_url"
+  printf 'Maintainer: %s\nArchitecture: %s\n' "$pkg_maintainer" "$arch"
+  printf 'Installed-Size: %s\nDescription: %s\n' "$(du -sk "$data" | cut -f1)" "$pkg_description"
+} > "$c/control"
+conffiles > "$c/conffiles"
+# The scripts the SDK writes for every package (include/package-pack.mk):
+# default_postinst creates the Require-User user (add_group_and_user:
+# group_add_next, user_add), enables and starts the init script; the init
+# script logs why it does not start while the master address is unset.
+# default_prerm stops and disables it.
 cat > "$c/postinst" <<'EOT'
 #!/bin/sh
-# On a running system (not an image build): enable and (re)start; the init
-# script logs why it does not start while the master address is unset.
-[ -n "$IPKG_INSTROOT" ] && exit 0
-/etc/init.d/edge-gw enable
-/etc/init.d/edge-gw restart
-exit 0
+[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
+[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0
+. ${IPKG_INSTROOT}/lib/functions.sh
+default_postinst $0 $@
 EOT
 cat > "$c/prerm" <<'EOT'
 #!/bin/sh
-[ -n "$IPKG_INSTROOT" ] && exit 0
-/etc/init.d/edge-gw stop
-/etc/init.d/edge-gw disable
-exit 0
+[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0
+. ${IPKG_INSTROOT}/lib/functions.sh
+default_prerm $0 $@
 EOT
 chmod 0755 "$c/postinst" "$c/prerm"
 
 tar_opts=(--format=gnu --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0)
-(cd "$d" && tar "${tar_opts[@]}" -czf "$tmp/data.tar.gz" .)
+(cd "$data" && tar "${tar_opts[@]}" -czf "$tmp/data.tar.gz" .)
 (cd "$c" && tar "${tar_opts[@]}" -czf "$tmp/control.tar.gz" .)
 echo "2.0" > "$tmp/debian-binary"
 mkdir -p "$out"
