@@ -153,22 +153,27 @@ end
 return {tonumber(id), 'ok'}
 ";
 
-/// The pushes waiting for one agent, oldest first: id, sender, group,
-/// body for each (ids whose record is gone are dropped from the list).
-/// ARGV: uuid, most pushes.
+/// The pushes waiting for one agent, oldest first, with ids above a
+/// given one: id, sender, group, body for each (ids whose record is gone
+/// are dropped from the list). Ids grow with every push and each list is
+/// in id order, so the holder asks only for what is newer than its
+/// outbox's newest. ARGV: uuid, most pushes, after this id (0: all).
 pub const FETCH: &str = r"
 local l = 'egw:pending:' .. ARGV[1]
+local after = tonumber(ARGV[3])
 local ids = redis.call('LRANGE', l, 0, tonumber(ARGV[2]) - 1)
 local out = {}
 for _, id in ipairs(ids) do
-  local h = redis.call('HMGET', 'egw:push:' .. id, 'sender', 'group', 'body')
-  if h[3] then
-    table.insert(out, id)
-    table.insert(out, h[1] or '')
-    table.insert(out, h[2] or '')
-    table.insert(out, h[3])
-  else
-    redis.call('LREM', l, 0, id)
+  if tonumber(id) > after then
+    local h = redis.call('HMGET', 'egw:push:' .. id, 'sender', 'group', 'body')
+    if h[3] then
+      table.insert(out, id)
+      table.insert(out, h[1] or '')
+      table.insert(out, h[2] or '')
+      table.insert(out, h[3])
+    else
+      redis.call('LREM', l, 0, id)
+    end
   end
 end
 return out

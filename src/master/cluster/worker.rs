@@ -10,7 +10,7 @@
 //! claim (fencing off the ones another master took) and fetches pushes
 //! waiting for its agents.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -149,11 +149,29 @@ impl Worker {
             if self.con.is_none() && Instant::now() >= self.next_connect && self.connect() {
                 next_tick = Instant::now();
             }
+            // Writes of one batch go to Redis together: with
+            // `appendfsync always` Redis syncs its AOF once per round of
+            // its event loop, so a pipeline of pushes costs one fsync, not
+            // one each (a push per round trip capped a master at ~250/s on
+            // a 4 ms disk: BENCHMARKS.md, "Cluster").
+            let mut pushes = Vec::new();
+            let mut fetches = BTreeSet::new();
             for j in jobs {
-                if matches!(j, Job::Resync) {
-                    next_tick = Instant::now();
-                } else {
-                    self.job(j);
+                match j {
+                    Job::Resync => next_tick = Instant::now(),
+                    Job::Push(req) => pushes.push(*req),
+                    Job::Fetch(u) => {
+                        fetches.insert(u);
+                    }
+                    Job::Acks(v) => self.keep_acks(v),
+                    j => self.job(j),
+                }
+            }
+            self.push_batch(pushes);
+            self.flush_acks();
+            for u in fetches {
+                if self.claims.contains_key(&u) {
+                    self.fetch(u, false);
                 }
             }
             if Instant::now() >= next_tick {
@@ -191,6 +209,16 @@ impl Worker {
             .arg("NX")
             .query(&mut con);
         if let Err(e) = init {
+            self.failed(&e, "init");
+            return false;
+        }
+        // EVALSHA in pipelines needs the script in Redis's cache (empty
+        // after a Redis restart, which is also a reconnect here).
+        let load: redis::RedisResult<String> = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::ACCEPT)
+            .query(&mut con);
+        if let Err(e) = load {
             self.failed(&e, "init");
             return false;
         }
@@ -257,14 +285,9 @@ impl Worker {
                 self.claim(u);
             }
             Job::Release(u) => self.release(u),
-            Job::Push(req) => self.push(*req),
+            Job::Push(req) => self.push_batch(vec![*req]),
             Job::Acks(v) => {
-                let room = ACKS_KEPT.saturating_sub(self.acks.len());
-                if v.len() > room {
-                    let n = (v.len() - room) as u64;
-                    self.c.count(|s| *s.dropped.entry("acks").or_default() += n);
-                }
-                self.acks.extend(v.into_iter().take(room));
+                self.keep_acks(v);
                 self.flush_acks();
             }
             Job::Reports(v) => self.publish_reports(v),
@@ -275,7 +298,7 @@ impl Worker {
             }
             Job::Fetch(u) => {
                 if self.claims.contains_key(&u) {
-                    self.fetch(u);
+                    self.fetch(u, false);
                 }
             }
             Job::Resync => {}
@@ -298,7 +321,7 @@ impl Worker {
                     c.epoch = epoch;
                 }
                 self.c.count(|s| s.registry_writes += 1);
-                self.fetch(u);
+                self.fetch(u, true);
             }
             Err(e) => self.failed(&e, "claim"),
         }
@@ -342,68 +365,88 @@ impl Worker {
         );
     }
 
-    fn push(&mut self, req: PushRequest) {
-        let PushRequest {
-            push,
-            targets,
-            reply,
-        } = req;
-        let answer = match self.con.as_mut() {
-            None => Err(PushError::Unavailable(
-                "the cluster's Redis is unreachable: the push could not be made durable".into(),
-            )),
-            Some(con) => {
-                let limits = self
-                    .registry
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .limits;
-                let mut inv = self.scripts.accept.prepare_invoke();
-                inv.arg(limits.max_msgs)
-                    .arg(limits.max_bytes)
-                    .arg(push.body.len())
-                    .arg(&push.sender)
-                    .arg(&push.group)
-                    .arg(&push.body)
-                    .arg(crate::os::unix_ms());
-                for t in &targets {
-                    inv.arg(t.to_string());
-                }
-                let r: redis::RedisResult<(u64, String)> = inv.invoke(con);
-                match r {
-                    Ok((id, _)) if id > 0 => {
-                        self.c.count(|s| s.pushes_accepted += 1);
-                        Ok(id)
-                    }
-                    Ok((_, reason)) => {
-                        let kind = if reason == "outbox_bytes" {
-                            OverflowKind::Bytes
-                        } else {
-                            OverflowKind::Messages
-                        };
-                        let mut reg = self.reg();
-                        *reg.counters
-                            .pushes_refused
-                            .entry(if reason == "outbox_bytes" {
-                                "outbox_bytes"
-                            } else {
-                                "outbox_messages"
-                            })
-                            .or_default() += 1;
-                        Err(PushError::Full(kind))
-                    }
-                    Err(e) => {
-                        let msg = format!(
-                            "the cluster's Redis failed while storing the push ({e}); it may or may not have been stored"
-                        );
-                        self.failed(&e, "push");
-                        Err(PushError::Unavailable(msg))
-                    }
-                }
+    /// Keeps acks for the next write, up to [`ACKS_KEPT`] (the rest are
+    /// dropped and counted: a resend the agent answers as a duplicate).
+    fn keep_acks(&mut self, v: Vec<(u64, Uuid)>) {
+        let room = ACKS_KEPT.saturating_sub(self.acks.len());
+        if v.len() > room {
+            let n = (v.len() - room) as u64;
+            self.c.count(|s| *s.dropped.entry("acks").or_default() += n);
+        }
+        self.acks.extend(v.into_iter().take(room));
+    }
+
+    /// Makes pushes durable in Redis: one `ACCEPT` script each, all in one
+    /// pipeline, answered one by one (each is all or nothing for its own
+    /// targets; later ones see the room earlier ones took).
+    fn push_batch(&mut self, reqs: Vec<PushRequest>) {
+        if reqs.is_empty() {
+            return;
+        }
+        let unavailable = |reqs: Vec<PushRequest>, why: &str| {
+            for r in reqs {
+                let _ = r
+                    .reply
+                    .try_send(Err(PushError::Unavailable(why.to_string())));
             }
         };
-        // The API may have given up waiting; nothing to do then.
-        let _ = reply.try_send(answer);
+        let limits = self.reg().limits;
+        let Some(con) = self.con.as_mut() else {
+            return unavailable(
+                reqs,
+                "the cluster's Redis is unreachable: the push could not be made durable",
+            );
+        };
+        let now = crate::os::unix_ms();
+        let mut p = redis::pipe();
+        for r in &reqs {
+            let c = p
+                .cmd("EVALSHA")
+                .arg(self.scripts.accept.get_hash())
+                .arg(0)
+                .arg(limits.max_msgs)
+                .arg(limits.max_bytes)
+                .arg(r.push.body.len())
+                .arg(&r.push.sender)
+                .arg(&r.push.group)
+                .arg(&r.push.body)
+                .arg(now);
+            for t in &r.targets {
+                c.arg(t.to_string());
+            }
+        }
+        let answers = match p.query::<Vec<(u64, String)>>(con) {
+            Ok(a) if a.len() == reqs.len() => a,
+            Ok(_) => return unavailable(reqs, "the cluster's Redis answered a push batch short"),
+            Err(e) => {
+                let msg = format!(
+                    "the cluster's Redis failed while storing the push ({e}); it may or may not have been stored"
+                );
+                self.failed(&e, "push");
+                return unavailable(reqs, &msg);
+            }
+        };
+        let mut refused: Vec<&'static str> = Vec::new();
+        for (r, (id, reason)) in reqs.into_iter().zip(answers) {
+            let answer = if id > 0 {
+                self.c.count(|s| s.pushes_accepted += 1);
+                Ok(id)
+            } else if reason == "outbox_bytes" {
+                refused.push("outbox_bytes");
+                Err(PushError::Full(OverflowKind::Bytes))
+            } else {
+                refused.push("outbox_messages");
+                Err(PushError::Full(OverflowKind::Messages))
+            };
+            // The API may have given up waiting; nothing to do then.
+            let _ = r.reply.try_send(answer);
+        }
+        if !refused.is_empty() {
+            let mut reg = self.reg();
+            for why in refused {
+                *reg.counters.pushes_refused.entry(why).or_default() += 1;
+            }
+        }
     }
 
     /// Writes the kept acks, if Redis is there.
@@ -454,12 +497,27 @@ impl Worker {
         }
     }
 
-    /// Fetches the pushes waiting for `u` and queues the new ones.
-    fn fetch(&mut self, u: Uuid) {
-        let max = self.reg().limits.max_msgs;
+    /// Fetches the pushes waiting for `u` and queues the new ones. `all`:
+    /// every one (a claim, a repair); else only those newer than the
+    /// newest its outbox holds (a note of a new push), so a burst of pushes
+    /// to one agent does not fetch the whole list again for each.
+    fn fetch(&mut self, u: Uuid, all: bool) {
+        let (max, after) = {
+            let reg = self.reg();
+            let newest = reg
+                .agent(&u)
+                .and_then(|a| a.outbox.ids().map(|(id, _)| id).max())
+                .unwrap_or(0);
+            (reg.limits.max_msgs, if all { 0 } else { newest })
+        };
         let Some(con) = self.con.as_mut() else { return };
-        let r: redis::RedisResult<Vec<Vec<u8>>> =
-            self.scripts.fetch.arg(u.to_string()).arg(max).invoke(con);
+        let r: redis::RedisResult<Vec<Vec<u8>>> = self
+            .scripts
+            .fetch
+            .arg(u.to_string())
+            .arg(max)
+            .arg(after)
+            .invoke(con);
         let flat = match r {
             Ok(f) => f,
             Err(e) => return self.failed(&e, "fetch"),
@@ -578,7 +636,7 @@ impl Worker {
                 };
                 let have = self.reg().agent(&u).map_or(0, |a| a.outbox.len());
                 if have < n {
-                    self.fetch(u);
+                    self.fetch(u, true);
                 }
             }
         }
