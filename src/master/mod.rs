@@ -658,8 +658,9 @@ async fn lifecycle(master: Arc<Master>, mut signals: async_signal::Signals) -> R
 }
 
 /// Forgets offline legacy agents once not heard for `legacy_retention`,
-/// checking a few times per retention period (at most once a minute, at
-/// least every 250 ms): the registry has no timer of its own.
+/// and push results past `push_results_max_age`, checking a few times per
+/// retention period (at most once a minute, at least every 250 ms): the
+/// registry has no timer of its own.
 async fn forget_stale_legacy(master: Arc<Master>) {
     while !master.stopping.load(Ordering::Relaxed) {
         let every = (master.settings().legacy_retention / 4)
@@ -669,6 +670,9 @@ async fn forget_stale_legacy(master: Arc<Master>) {
         if n > 0 {
             log::debug!("forgot {n} offline legacy agent(s) past legacy_retention");
         }
+        // Push results age out even when no new answer arrives to prune
+        // them (the next compaction then drops them from the log).
+        master.lock_registry().prune_answers(crate::os::unix_ms());
     }
 }
 

@@ -231,6 +231,16 @@ impl Registry {
         self.answers.prune(&limits, now_ms);
     }
 
+    /// Drops answers older than `push_results_max_age` at `now_ms`. Storing
+    /// an answer prunes too, but a master that stops receiving answers
+    /// must still let old ones go: the master calls this periodically.
+    /// Returns how many answers are left.
+    pub fn prune_answers(&mut self, now_ms: u64) -> usize {
+        let limits = self.answer_limits;
+        self.answers.prune(&limits, now_ms);
+        self.answers.order.len()
+    }
+
     /// The answers stored for push `id`, by agent.
     pub fn push_answers(&self, id: u64) -> &[(Uuid, Answer)] {
         self.answers.stored.get(&id).map_or(&[], Vec::as_slice)
@@ -410,5 +420,16 @@ mod tests {
         assert_eq!(ids, [3, 4]);
         // The whole budget of a is free again.
         assert!(!r.answers.bytes.contains_key(&a));
+    }
+    #[test]
+    fn old_answers_age_out_without_new_ones() {
+        let (mut r, _handles, a, b) = fleet();
+        r.answer_limits.max_age_ms = 1000;
+        r.restore_answers(vec![(1, a, answer(10, 0)), (2, b, answer(10, 800))]);
+        assert_eq!(r.prune_answers(900), 2, "none old yet");
+        assert_eq!(r.prune_answers(1500), 1, "the first is");
+        assert!(r.push_answers(1).is_empty());
+        assert_eq!(r.prune_answers(5000), 0);
+        assert!(!r.answers.bytes.contains_key(&b));
     }
 }
