@@ -156,10 +156,15 @@ impl Worker {
             // a 4 ms disk: BENCHMARKS.md, "Cluster").
             let mut pushes = Vec::new();
             let mut fetches = BTreeSet::new();
+            let mut joins = Vec::new();
             for j in jobs {
                 match j {
                     Job::Resync => next_tick = Instant::now(),
                     Job::Push(req) => pushes.push(*req),
+                    Job::Claim(u, conn) => {
+                        self.claims.insert(u, Claim { epoch: 0, conn });
+                        joins.push(u);
+                    }
                     Job::Fetch(u) => {
                         fetches.insert(u);
                     }
@@ -167,13 +172,14 @@ impl Worker {
                     j => self.job(j),
                 }
             }
+            self.claim_batch(joins);
             self.push_batch(pushes);
             self.flush_acks();
-            for u in fetches {
-                if self.claims.contains_key(&u) {
-                    self.fetch(u, false);
-                }
-            }
+            let fetches: Vec<Uuid> = fetches
+                .into_iter()
+                .filter(|u| self.claims.contains_key(u))
+                .collect();
+            self.fetch_batch(&fetches, false);
             if Instant::now() >= next_tick {
                 self.refresh();
                 next_tick = Instant::now() + self.tick;
@@ -212,13 +218,13 @@ impl Worker {
             self.failed(&e, "init");
             return false;
         }
-        // EVALSHA in pipelines needs the script in Redis's cache (empty
+        // EVALSHA in pipelines needs the scripts in Redis's cache (empty
         // after a Redis restart, which is also a reconnect here).
-        let load: redis::RedisResult<String> = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::ACCEPT)
-            .query(&mut con);
-        if let Err(e) = load {
+        let mut load = redis::pipe();
+        for script in [scripts::ACCEPT, scripts::CLAIM, scripts::FETCH] {
+            load.cmd("SCRIPT").arg("LOAD").arg(script);
+        }
+        if let Err(e) = load.query::<Vec<String>>(&mut con) {
             self.failed(&e, "init");
             return false;
         }
@@ -248,9 +254,7 @@ impl Worker {
             .filter(|(_, c)| c.epoch == 0)
             .map(|(u, _)| *u)
             .collect();
-        for u in unclaimed {
-            self.claim(u);
-        }
+        self.claim_batch(unclaimed);
         self.flush_acks();
         self.con.is_some()
     }
@@ -282,7 +286,7 @@ impl Worker {
         match j {
             Job::Claim(u, conn) => {
                 self.claims.insert(u, Claim { epoch: 0, conn });
-                self.claim(u);
+                self.claim_batch(vec![u]);
             }
             Job::Release(u) => self.release(u),
             Job::Push(req) => self.push_batch(vec![*req]),
@@ -298,32 +302,47 @@ impl Worker {
             }
             Job::Fetch(u) => {
                 if self.claims.contains_key(&u) {
-                    self.fetch(u, false);
+                    self.fetch_batch(&[u], false);
                 }
             }
             Job::Resync => {}
         }
     }
 
-    /// Claims `u` in Redis (new epoch) and fetches its waiting pushes.
-    fn claim(&mut self, u: Uuid) {
-        let Some(con) = self.con.as_mut() else { return };
-        let r: redis::RedisResult<u64> = self
-            .scripts
-            .claim
-            .arg(u.to_string())
-            .arg(&self.c.node)
-            .arg(lease_ms(self.c.lease))
-            .invoke(con);
-        match r {
-            Ok(epoch) => {
-                if let Some(c) = self.claims.get_mut(&u) {
-                    c.epoch = epoch;
-                }
-                self.c.count(|s| s.registry_writes += 1);
-                self.fetch(u, true);
+    /// Claims `us` in Redis (a new epoch each), in pipelines of
+    /// [`CONFIRM_CHUNK`] (one AOF fsync per pipeline, not per join: a storm
+    /// of joins after a master died waited ~20 s for one fsync each), then
+    /// fetches their waiting pushes. Uuids no longer held here are skipped.
+    fn claim_batch(&mut self, us: Vec<Uuid>) {
+        let us: Vec<Uuid> = us
+            .into_iter()
+            .filter(|u| self.claims.contains_key(u))
+            .collect();
+        let lease = lease_ms(self.c.lease);
+        for chunk in us.chunks(CONFIRM_CHUNK) {
+            let Some(con) = self.con.as_mut() else { return };
+            let mut p = redis::pipe();
+            for u in chunk {
+                p.cmd("EVALSHA")
+                    .arg(self.scripts.claim.get_hash())
+                    .arg(0)
+                    .arg(u.to_string())
+                    .arg(&self.c.node)
+                    .arg(lease);
             }
-            Err(e) => self.failed(&e, "claim"),
+            match p.query::<Vec<u64>>(con) {
+                Ok(epochs) => {
+                    for (u, epoch) in chunk.iter().zip(epochs) {
+                        if let Some(c) = self.claims.get_mut(u) {
+                            c.epoch = epoch;
+                        }
+                    }
+                    let n = chunk.len() as u64;
+                    self.c.count(|s| s.registry_writes += n);
+                }
+                Err(e) => return self.failed(&e, "claim"),
+            }
+            self.fetch_batch(chunk, true);
         }
     }
 
@@ -497,55 +516,66 @@ impl Worker {
         }
     }
 
-    /// Fetches the pushes waiting for `u` and queues the new ones. `all`:
-    /// every one (a claim, a repair); else only those newer than the
-    /// newest its outbox holds (a note of a new push), so a burst of pushes
-    /// to one agent does not fetch the whole list again for each.
-    fn fetch(&mut self, u: Uuid, all: bool) {
-        let (max, after) = {
-            let reg = self.reg();
-            let newest = reg
-                .agent(&u)
-                .and_then(|a| a.outbox.ids().map(|(id, _)| id).max())
-                .unwrap_or(0);
-            (reg.limits.max_msgs, if all { 0 } else { newest })
-        };
-        let Some(con) = self.con.as_mut() else { return };
-        let r: redis::RedisResult<Vec<Vec<u8>>> = self
-            .scripts
-            .fetch
-            .arg(u.to_string())
-            .arg(max)
-            .arg(after)
-            .invoke(con);
-        let flat = match r {
-            Ok(f) => f,
-            Err(e) => return self.failed(&e, "fetch"),
-        };
-        let mut pushes = Vec::new();
-        for rec in flat.chunks_exact(4) {
-            let Some(id) = std::str::from_utf8(&rec[0])
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            pushes.push(v2::Push {
-                id,
-                sender: String::from_utf8_lossy(&rec[1]).into_owned(),
-                group: String::from_utf8_lossy(&rec[2]).into_owned(),
-                body: rec[3].clone(),
-                want_result: false,
-            });
-        }
-        if pushes.is_empty() {
+    /// Fetches the pushes waiting for each of `us` (one pipeline) and
+    /// queues the new ones. `all`: every one (a claim, a repair); else only
+    /// those newer than the newest its outbox holds (a note of a new push),
+    /// so a burst of pushes to one agent does not fetch its whole list
+    /// again for each.
+    fn fetch_batch(&mut self, us: &[Uuid], all: bool) {
+        if us.is_empty() {
             return;
         }
+        let (max, after): (usize, Vec<u64>) = {
+            let reg = self.reg();
+            let after = us
+                .iter()
+                .map(|u| {
+                    let newest = reg
+                        .agent(u)
+                        .and_then(|a| a.outbox.ids().map(|(id, _)| id).max())
+                        .unwrap_or(0);
+                    if all { 0 } else { newest }
+                })
+                .collect();
+            (reg.limits.max_msgs, after)
+        };
+        let Some(con) = self.con.as_mut() else { return };
+        let mut p = redis::pipe();
+        for (u, after) in us.iter().zip(&after) {
+            p.cmd("EVALSHA")
+                .arg(self.scripts.fetch.get_hash())
+                .arg(0)
+                .arg(u.to_string())
+                .arg(max)
+                .arg(*after);
+        }
+        let lists = match p.query::<Vec<Vec<Vec<u8>>>>(con) {
+            Ok(l) => l,
+            Err(e) => return self.failed(&e, "fetch"),
+        };
         let clock = crate::os::now();
-        let n = self
-            .reg()
-            .remote_pushes(&u, pushes, clock.mono, clock.unix_ms);
-        self.c.count(|s| s.pushes_fetched += n as u64);
+        let mut fetched = 0;
+        let mut reg = self.reg();
+        for (u, flat) in us.iter().zip(lists) {
+            let pushes: Vec<v2::Push> = flat
+                .chunks_exact(4)
+                .filter_map(|rec| {
+                    let id = std::str::from_utf8(&rec[0]).ok()?.parse::<u64>().ok()?;
+                    Some(v2::Push {
+                        id,
+                        sender: String::from_utf8_lossy(&rec[1]).into_owned(),
+                        group: String::from_utf8_lossy(&rec[2]).into_owned(),
+                        body: rec[3].clone(),
+                        want_result: false,
+                    })
+                })
+                .collect();
+            if !pushes.is_empty() {
+                fetched += reg.remote_pushes(u, pushes, clock.mono, clock.unix_ms);
+            }
+        }
+        drop(reg);
+        self.c.count(|s| s.pushes_fetched += fetched as u64);
     }
 
     /// The tick: confirm claims (fencing), publish this master's record and
@@ -601,10 +631,14 @@ impl Worker {
             (view, 0usize, missed)
         };
         let subs = subs + self.reg().subscriber_count();
-        for (u, conn) in missed {
-            self.claims.insert(u, Claim { epoch: 0, conn });
-            self.claim(u);
-        }
+        let missed: Vec<Uuid> = missed
+            .into_iter()
+            .map(|(u, conn)| {
+                self.claims.insert(u, Claim { epoch: 0, conn });
+                u
+            })
+            .collect();
+        self.claim_batch(missed);
         // Confirm the claims Redis has, in chunks.
         let held: Vec<(Uuid, u64)> = self
             .claims
@@ -630,15 +664,19 @@ impl Worker {
             for u in fenced.iter().filter_map(|u| Uuid::from_text(u)) {
                 self.fence(u, "fenced: another master holds this agent now");
             }
-            for pair in pending.chunks_exact(2) {
-                let (Some(u), Ok(n)) = (Uuid::from_text(&pair[0]), pair[1].parse::<usize>()) else {
-                    continue;
-                };
-                let have = self.reg().agent(&u).map_or(0, |a| a.outbox.len());
-                if have < n {
-                    self.fetch(u, true);
-                }
-            }
+            let missing: Vec<Uuid> = {
+                let reg = self.reg();
+                pending
+                    .chunks_exact(2)
+                    .filter_map(|pair| {
+                        let u = Uuid::from_text(&pair[0])?;
+                        let n = pair[1].parse::<usize>().ok()?;
+                        let have = reg.agent(&u).map_or(0, |a| a.outbox.len());
+                        (have < n).then_some(u)
+                    })
+                    .collect()
+            };
+            self.fetch_batch(&missing, true);
         }
         // This master's record and view; the others' read back.
         let record = json!({
