@@ -393,7 +393,7 @@ try {
       connected_since_unix_ms: on ? now - 3_600_000 : null, last_seen_unix_ms: now - 1000, last_seen_ago_s: on ? 1 : 600,
       latest: { unix_ms: now - 1000, cpu: ((i * 37) % 1000) / 10, mem: ((i * 13) % 900) / 10, load1: (i % 400) / 100, rx_bps: i * 10, tx_bps: i * 3 },
       disk_used_max_pct: ((i * 7) % 950) / 10, interval_ms: 5000, last_report_ago_ms: stale ? 60_000 : 1000, pushes_queued: 0,
-      counters: { sessions: 1, reports: 100 },
+      counters: { sessions: 1, reports: 100 }, node: i % 2 ? 'master-a' : 'master-b',
       last_close: on ? null : { code: evicted ? 'evicted' : 'normal', reason: 'simulated', unix_ms: now - 600_000 },
     });
   }
@@ -409,6 +409,13 @@ try {
     realCount = real.length;
     await route.fulfill({ response: r, json: real.concat(synth) });
   });
+  // As a cluster member answers (README, /api/cluster): the synthetic
+  // agents name their master, and the masters panel lists both.
+  await fp.route('**/api/cluster', (route) => route.fulfill({ json: {
+    node: 'master-a', redis_up: true, redis_rtt_ms: 0.2, lease_ms: 5000, agents_elsewhere: FLEET_N / 2,
+    nodes: [{ name: 'master-a', alive: true, agents: FLEET_N / 2, version: '0.1.0' }, { name: 'master-b', alive: true, agents: FLEET_N / 2, version: '0.1.0' }],
+    counters: {},
+  } }));
   let releaseBurst;
   const burstReady = new Promise((res) => { releaseBurst = res; });
   let eventsCalls = 0;
@@ -451,6 +458,20 @@ try {
     await fp.fill('#search', '');
     await fp.waitForFunction((k) => document.getElementById('fleet-count').textContent.startsWith(k + ' shown'), FLEET_N);
     return `${n} in site-07`;
+  });
+
+  await check(`${FLEET_N} agents in a cluster: the masters panel and the master column`, async () => {
+    await fp.waitForSelector('#masters:not([hidden])');
+    const masters = await fp.$$eval('#masters-body tr', (trs) => trs.map((t) => t.textContent));
+    assert(masters.length === 2 && /master-a \(this one\)alive/.test(masters[0]) && /agents/.test(masters[1]), `masters ${masters}`);
+    await fp.waitForFunction(() => !document.querySelector('#fleet th.node').hidden);
+    await fp.fill('#search', 'master-b');
+    const n = synth.filter((a) => a.node === 'master-b').length;
+    await fp.waitForFunction((k) => document.getElementById('fleet-count').textContent.startsWith(k + ' shown'), n);
+    const nodes = await fp.$$eval('#fleet-body tr[data-uuid] td.node', (tds) => [...new Set(tds.map((t) => t.hidden ? 'hidden' : t.textContent))]);
+    assert(nodes.join() === 'master-b', `node cells ${nodes}`);
+    await fp.fill('#search', '');
+    return masters.join('; ');
   });
 
   await check(`${FLEET_N} agents: sort by cpu, both ways`, async () => {
