@@ -16,8 +16,8 @@
 # Installs what is missing: Debian `chromium` (apt-get, needs root) and the
 # npm package playwright-core into tests/dashboard/node_modules. It never
 # downloads browsers through playwright.
-# The screenshots go to tests/dashboard/screenshot.png and
-# screenshot-narrow.png (not tracked).
+# The screenshots go to tests/dashboard/screenshot.png, screenshot-narrow.png
+# and screenshot-fleet.png (5,000 agents; not tracked).
 # The last line is "N passed, M failed"; the exit status is 0 only if all
 # checks passed.
 
@@ -81,18 +81,18 @@ fi
 
 # ---- from here on everything is bounded by TEST_TIMEOUT
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-gw-dash.XXXXXX")
-MASTER_PID= AGENT_PID= EVIL_PID= NODE_PID= WATCHDOG_PID=
+MASTER_PID= AGENT_PID= EVIL_PID= GONE_PID= NODE_PID= WATCHDOG_PID=
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 cleanup() {
     trap - EXIT INT TERM
-    for pid in $AGENT_PID $EVIL_PID $MASTER_PID; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in $AGENT_PID $EVIL_PID $GONE_PID $MASTER_PID; do kill -TERM "$pid" 2>/dev/null; done
     if [ -n "$NODE_PID" ]; then # playwright closes the browser on SIGTERM: give it a moment
         kill -TERM -- "-$NODE_PID" 2>/dev/null
         for _ in 1 2 3 4 5 6 7 8 9 10; do alive "$NODE_PID" || break; sleep 0.3; done
     fi
     sleep 0.2
     [ -n "$NODE_PID" ] && kill -KILL -- "-$NODE_PID" 2>/dev/null
-    for pid in $AGENT_PID $EVIL_PID $MASTER_PID; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in $AGENT_PID $EVIL_PID $GONE_PID $MASTER_PID; do kill -KILL "$pid" 2>/dev/null; done
     [ -n "$WATCHDOG_PID" ] && { pkill -P "$WATCHDOG_PID" sleep; kill "$WATCHDOG_PID"; } 2>/dev/null
     wait 2>/dev/null
     if [ "${KEEP_TMP:-0}" = 1 ]; then say "# kept $WORK"; else rm -rf "$WORK"; fi
@@ -105,7 +105,7 @@ WATCHDOG_PID=$!
 
 show_logs() {
     [ -n "$NODE_PID" ] && [ -s "$WORK/node.log" ] && { say "# --- browser test so far"; cat "$WORK/node.log"; }
-    for f in master agent evil; do
+    for f in master agent evil gone; do
         [ -s "$WORK/$f.log" ] && { say "# --- last lines of the $f log"; tail -n 15 "$WORK/$f.log" | sed 's/^/#   /'; }
     done
 }
@@ -145,29 +145,42 @@ TOKEN=$(cat "$STATE/api.token") || die "no $STATE/api.token"
 [ -f "$STATE/fleet.key" ] || die "the master made no $STATE/fleet.key"
 pass "master serves http://127.0.0.1:$HTTP_PORT/ (agents on port $AGENT_PORT)"
 
-# ---- agents: dash-1 is the one under test; dash-2 has an HTML group name
+# ---- agents: dash-1 is the one under test; dash-2 has an HTML group name;
+# dash-3 reports, then stops: a real offline agent for the problems view
+# and the forget button
 UUID=dash-1
 EVIL_UUID=dash-2
+GONE_UUID=dash-3
 EVIL_GROUP='<img src=x onerror=window.__xss=1>&amp;"lab"'
 PUSHED=$WORK/pushed
 mkdir -p "$WORK/agent" "$WORK/evil"
 "$BIN" --agent "127.0.0.1:$AGENT_PORT" --key-file "$STATE/fleet.key" --uuid "$UUID" --group lab \
-    --interval 1 --state-dir "$WORK/agent" --on-push "cat > '$PUSHED'" >"$WORK/agent.log" 2>&1 &
+    --interval 1 --state-dir "$WORK/agent" --on-push "cat > '$PUSHED'; echo hook got \$(wc -c < '$PUSHED') bytes" \
+    >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 "$BIN" --agent "127.0.0.1:$AGENT_PORT" --key-file "$STATE/fleet.key" --uuid "$EVIL_UUID" --group "$EVIL_GROUP" \
     --interval 2 --state-dir "$WORK/evil" >"$WORK/evil.log" 2>&1 &
 EVIL_PID=$!
-agents_online() {
-    curl -sf --max-time 1 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/api/status" |
-        grep -q '"online":2'
-}
-wait_for 15 "agents" agents_online || { show_logs; die "the agents did not come online within 15 s"; }
-pass "agents $UUID and $EVIL_UUID are online"
+mkdir -p "$WORK/gone"
+"$BIN" --agent "127.0.0.1:$AGENT_PORT" --key-file "$STATE/fleet.key" --uuid "$GONE_UUID" --group gone \
+    --interval 1 --state-dir "$WORK/gone" >"$WORK/gone.log" 2>&1 &
+GONE_PID=$!
+api_status() { curl -sf --max-time 1 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/api/status"; }
+agents_online() { api_status | grep -q "\"online\":$1"; }
+wait_for 15 "agents" agents_online 3 || { show_logs; die "the agents did not come online within 15 s"; }
+# A custom metric for the detail panel, through the agent's local socket
+"$BIN" report --state-dir "$WORK/agent" dash_test_metric=42 >"$WORK/report.log" 2>&1 ||
+    { cat "$WORK/report.log"; die "edge-gw report failed"; }
+kill -TERM "$GONE_PID"
+wait "$GONE_PID" 2>/dev/null
+GONE_PID=
+wait_for 10 "dash-3 offline" agents_online 2 || { show_logs; die "$GONE_UUID did not go offline"; }
+pass "agents $UUID and $EVIL_UUID are online, $GONE_UUID went offline"
 
 # ---- the browser test
 PUSH_TEXT="hello from the dashboard test $$-$RANDOM: <b>bold</b> & \"quotes\" ünïcode"
 say "# browser test (playwright-core $(node -p "require('$HERE/node_modules/playwright-core/package.json').version" 2>/dev/null), $("$CHROMIUM" --version 2>/dev/null | head -n 1))"
-BASE_URL="http://127.0.0.1:$HTTP_PORT" API_TOKEN=$TOKEN AGENT_UUID=$UUID EVIL_UUID=$EVIL_UUID \
+BASE_URL="http://127.0.0.1:$HTTP_PORT" API_TOKEN=$TOKEN AGENT_UUID=$UUID EVIL_UUID=$EVIL_UUID GONE_UUID=$GONE_UUID \
     EVIL_GROUP=$EVIL_GROUP PUSH_TEXT=$PUSH_TEXT SCREENSHOT=$HERE/screenshot.png CHROMIUM=$CHROMIUM \
     TMPDIR=$WORK setsid node "$HERE/dashboard.test.mjs" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
@@ -190,7 +203,7 @@ if grep -q '^ok - push form' "$WORK/node.log"; then
 else
     fail "no push to check: the push step failed"
 fi
-[ -f "$HERE/screenshot.png" ] && say "# screenshots: $HERE/screenshot.png, $HERE/screenshot-narrow.png"
+[ -f "$HERE/screenshot.png" ] && say "# screenshots: $HERE/screenshot.png, $HERE/screenshot-narrow.png, $HERE/screenshot-fleet.png"
 [ "$failed" -eq 0 ] || show_logs
 say "# took $SECONDS s"
 finish

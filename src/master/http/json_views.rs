@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::master::registry::downsample::LONG_BUCKET_MS;
 use crate::master::registry::{Agent, Latest, Point, Registry};
 use crate::proto::v2;
 
@@ -26,6 +27,22 @@ pub fn point_json(p: &Point) -> Value {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The fullest filesystem of the latest v2 report, percent used (`None`
+/// without one): the fleet table's "disk" column and its problem filter,
+/// without sending every agent's mounts in the list.
+fn disk_used_max(a: &Agent) -> Option<f64> {
+    let Some(Latest::V2(r)) = &a.latest else {
+        return None;
+    };
+    r.health
+        .fs
+        .iter()
+        .filter(|f| f.total_kb > 0)
+        .map(|f| f.total_kb.saturating_sub(f.avail_kb) as f64 * 100.0 / f.total_kb as f64)
+        .reduce(f64::max)
+        .map(round1)
 }
 
 fn health_json(h: &v2::Health) -> Value {
@@ -70,6 +87,11 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
         "last_seen_unix_ms": a.last_seen.map(|c| c.1),
         "last_seen_ago_s": a.last_seen.map(|c| now.saturating_duration_since(c.0).as_secs()),
         "latest": a.history.back().map(point_json),
+        "disk_used_max_pct": disk_used_max(a),
+        // Measured on the master's clock (reports::Cadence), for "stale":
+        // no report for more than three intervals.
+        "interval_ms": (a.cadence.interval_ms > 0).then_some(a.cadence.interval_ms),
+        "last_report_ago_ms": a.cadence.last.map(|t| now.saturating_duration_since(t).as_millis() as u64),
         "pushes_queued": a.outbox.len(),
         "counters": {
             "frames_in": s.frames_in, "frames_out": s.frames_out,
@@ -97,6 +119,19 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
             "history".into(),
             Value::Array(a.history.iter().map(point_json).collect()),
         );
+        // One-minute averages over up to a day (registry::downsample),
+        // each stamped with the start of its minute; the last one is the
+        // minute in progress.
+        o.insert(
+            "history_long".into(),
+            Value::Array(
+                a.history_long
+                    .buckets()
+                    .map(|b| point_json(&b.point()))
+                    .collect(),
+            ),
+        );
+        o.insert("history_long_bucket_ms".into(), json!(LONG_BUCKET_MS));
         o.insert(
             "pushes".into(),
             Value::Array(

@@ -11,6 +11,7 @@
 //! joins, leaves, traffic counters, kicks and the fleet view. The rest of
 //! its methods live beside the state they work on:
 //! - [`reports`]: health reports, history, fan-out to subscribers;
+//! - [`downsample`]: the long history (one-minute averages over a day);
 //! - [`pushes`]: push addresses, outbox room, queueing, handing due pushes
 //!   to connections, acks, push statuses;
 //! - [`legacy_memory`]: what legacy clients may leave behind (cut and
@@ -30,6 +31,7 @@ use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
 pub mod answers;
+pub mod downsample;
 pub mod identity;
 pub mod inbox_fit;
 pub mod legacy_memory;
@@ -39,10 +41,11 @@ pub mod remote;
 pub mod reports;
 
 pub use answers::{AnswerCheck, AnswerLimits};
+pub use downsample::LongHistory;
 pub use identity::IdentityRefused;
 pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
-pub use reports::{HISTORY_LEN, Latest, Point};
+pub use reports::{Cadence, HISTORY_LEN, Latest, Point};
 
 /// Counters of one agent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,6 +123,10 @@ pub struct Agent {
     pub latest: Option<Latest>,
     /// Recent health points, oldest first.
     pub history: VecDeque<Point>,
+    /// One-minute averages over a day ([`downsample`]).
+    pub history_long: LongHistory,
+    /// When its live reports arrive ([`Cadence`]).
+    pub cadence: Cadence,
     /// Counters.
     pub stats: AgentStats,
     /// Pushes awaiting its ack.
@@ -147,6 +154,8 @@ impl Agent {
             last_seen: None,
             latest: None,
             history: VecDeque::new(),
+            history_long: LongHistory::default(),
+            cadence: Cadence::default(),
             stats: AgentStats::default(),
             outbox: Outbox::new(),
             last_close: None,

@@ -37,6 +37,38 @@ pub struct Point {
     pub tx_bps: f64,
 }
 
+/// When an agent's reports arrive, on the master's monotonic clock: for
+/// "no report for more than three intervals" without trusting the agent's
+/// clock or its announced interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cadence {
+    /// When the last live report arrived.
+    pub last: Option<Instant>,
+    /// Smoothed gap between live reports, ms (0: not known yet).
+    pub interval_ms: u32,
+}
+
+impl Cadence {
+    /// A live report arrived at `mono`. The gap is smoothed (1/8 weight)
+    /// and capped at four times the current estimate first, so a gap
+    /// while the agent was away moves the estimate a little, not to hours.
+    pub fn live_report(&mut self, mono: Instant) {
+        if let Some(t0) = self.last
+            && mono > t0
+        {
+            let gap = u32::try_from((mono - t0).as_millis()).unwrap_or(u32::MAX);
+            self.interval_ms = match self.interval_ms {
+                0 => gap,
+                cur => {
+                    let g = u64::from(gap.min(cur.saturating_mul(4)));
+                    ((u64::from(cur) * 7 + g) / 8) as u32
+                }
+            };
+        }
+        self.last = Some(mono);
+    }
+}
+
 /// The latest health an agent sent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Latest {
@@ -80,6 +112,7 @@ impl Registry {
         };
         if report.age_ms < 1000 {
             a.prev_net = Some((mono, rx, tx));
+            a.cadence.live_report(mono);
         }
         let m = &h.memory;
         let mem = if m.total_kb > 0 {
@@ -104,6 +137,7 @@ impl Registry {
             a.history.pop_front();
         }
         a.history.push_back(p);
+        a.history_long.add(&p);
         let uuid = a.uuid;
         // Serialised once here for every subscriber (each session only
         // frames and seals it), straight from the report kept as latest.
@@ -231,6 +265,50 @@ mod tests {
     use crate::proto::v2::Role;
     use crate::session::CloseInfo;
     use crate::session::outbox::OutboxLimits;
+
+    #[test]
+    fn cadence_follows_live_reports_and_shrugs_off_one_long_gap() {
+        let t = Instant::now();
+        let s = std::time::Duration::from_secs;
+        let mut c = Cadence::default();
+        c.live_report(t);
+        assert_eq!(c.interval_ms, 0);
+        for i in 1..=5 {
+            c.live_report(t + s(5 * i));
+        }
+        assert_eq!(c.interval_ms, 5000);
+        c.live_report(t + s(25 + 3600)); // away for an hour
+        assert_eq!(c.interval_ms, (5000 * 7 + 20_000) / 8);
+        assert_eq!(c.last, Some(t + s(3625)));
+    }
+
+    #[test]
+    fn reports_feed_the_long_history() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        r.conn_opened(ConnHandle::new(1));
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        for i in 0..3u64 {
+            let mut rep = v2::Report {
+                unix_ms: 120_000 + i * 30_000,
+                ..Default::default()
+            };
+            rep.health.cpu_permille = 500;
+            r.report(
+                1,
+                Box::new(rep),
+                t + std::time::Duration::from_secs(i * 30),
+                0,
+            );
+        }
+        let Some(a) = r.agents().next() else {
+            panic!("no agent");
+        };
+        let b: Vec<_> = a.history_long.buckets().map(|b| b.point()).collect();
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert_eq!((b[0].unix_ms, b[0].cpu), (120_000, 50.0));
+        assert_eq!(a.cadence.interval_ms, 30_000);
+    }
 
     #[test]
     fn reports_fan_out_to_subscribers_in_scope_only() {
