@@ -455,6 +455,10 @@ fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String
     let mut last_poll = Instant::now() - Duration::from_secs(1);
     let limit = Duration::from_secs(600);
     let mut per_master = BTreeMap::new();
+    // Every poll: seconds since the kill, agents handshaken on survivors,
+    // online in the survivors' API, owned by survivors in Redis: where
+    // the time goes.
+    let mut timeline: Vec<(f64, u64, u64, u64)> = Vec::new();
     while sessions.is_none() || api.is_none() || claims.is_none() {
         run.check()?;
         if sessions.is_none() && run.shared.on_backup.load(Ordering::Acquire) >= n {
@@ -464,30 +468,28 @@ fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String
         if last_poll.elapsed() >= Duration::from_millis(100) {
             last_poll = Instant::now();
             let el = t0.elapsed().as_secs_f64();
-            if api.is_none() {
-                let mut online = 0;
-                for m in &masters {
-                    let o = m.api("GET", "/api/status", None)?["agents"]["online"]
-                        .as_u64()
-                        .unwrap_or(0);
-                    per_master.insert(format!("{}", m.server.addr), o);
-                    online += o;
-                }
-                if online >= n as u64 {
-                    api = Some(el);
-                }
+            let on = run.shared.on_backup.load(Ordering::Acquire) as u64;
+            let mut online = 0;
+            for m in &masters {
+                let o = m.api("GET", "/api/status", None)?["agents"]["online"]
+                    .as_u64()
+                    .unwrap_or(0);
+                per_master.insert(format!("{}", m.server.addr), o);
+                online += o;
             }
-            if claims.is_none() {
-                let owners = redis.owners()?;
-                let survivors: u64 = owners
-                    .iter()
-                    .filter(|(node, _)| node.as_str() != "m0")
-                    .map(|(_, c)| *c)
-                    .sum();
-                if survivors >= n as u64 {
-                    claims = Some(el);
-                }
+            if api.is_none() && online >= n as u64 {
+                api = Some(el);
             }
+            let owned: u64 = redis
+                .owners()?
+                .iter()
+                .filter(|(node, _)| node.as_str() != "m0")
+                .map(|(_, c)| *c)
+                .sum();
+            if claims.is_none() && owned >= n as u64 {
+                claims = Some(el);
+            }
+            timeline.push(((el * 1000.0).round() / 1000.0, on, online, owned));
         }
         if t0.elapsed() > limit {
             return Err(format!(
@@ -511,7 +513,10 @@ fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String
         claims,
         extra: json!({
             "masters": k,
+            "per_agent_p10_s": pct(&lat, 10.0) as f64 / 1e9,
+            "per_agent_p25_s": pct(&lat, 25.0) as f64 / 1e9,
             "per_agent_p50_s": pct(&lat, 50.0) as f64 / 1e9,
+            "per_agent_p75_s": pct(&lat, 75.0) as f64 / 1e9,
             "per_agent_p99_s": pct(&lat, 99.0) as f64 / 1e9,
             "per_agent_max_s": lat.last().copied().unwrap_or(0) as f64 / 1e9,
             "moves": moves,
@@ -519,6 +524,7 @@ fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String
             "join_storm_s": storm,
             "join_claims_s": join_claims,
             "online_per_survivor": per_master,
+            "timeline_s_sessions_api_owned": timeline,
         }),
     })
 }
