@@ -130,6 +130,8 @@ Options:
   --cluster-rate R    offered pushes per second in cluster_push (1000)
   --failover-agents N agents of the killed master in cluster_failover (10000)
   --cluster-masters K masters in the cluster_failover cluster (3)
+  --redis-dir DIR     where the cluster scenarios' redis-server keeps its AOF
+                      (--tmp); e.g. /dev/shm to take the disk's fsync out
   --tmp DIR           where temporary state directories go (system temp)
   --tmpfs DIR         tmpfs for the push-api variant, or 'none' (/dev/shm)
   --json PATH         results file (TARGET/load-bench/results.json)
@@ -209,6 +211,7 @@ fn parse() -> Result<Option<Cli>, String> {
         cluster_rate: 1000,
         failover_agents: 10_000,
         cluster_masters: 3,
+        redis_dir: None,
     };
     let mut only = Vec::new();
     let mut json = None;
@@ -293,6 +296,7 @@ fn parse() -> Result<Option<Cli>, String> {
             Long("cluster-rate") => c.cluster_rate = num(&mut p, "--cluster-rate")?,
             Long("failover-agents") => c.failover_agents = num(&mut p, "--failover-agents")?,
             Long("cluster-masters") => c.cluster_masters = num(&mut p, "--cluster-masters")?,
+            Long("redis-dir") => c.redis_dir = Some(text(&mut p)?.into()),
             Long("quiet") => c.quiet = num(&mut p, "--quiet")?,
             Long("quiet-wait") => c.quiet_wait = num(&mut p, "--quiet-wait")?,
             Long("systems") => {
@@ -385,7 +389,7 @@ fn config_json(cli: &Cli) -> serde_json::Value {
         "nat_devices": c.nat_devices, "nat_capacity": c.nat_capacity, "per_ip": c.per_ip,
         "quiet_cores": c.quiet, "quiet_wait_s": c.quiet_wait,
         "cluster_rate": c.cluster_rate, "failover_agents": c.failover_agents,
-        "cluster_masters": c.cluster_masters,
+        "cluster_masters": c.cluster_masters, "redis_dir": c.redis_dir,
         "redis_server": redis::find(),
     })
 }

@@ -102,7 +102,9 @@ pub fn cluster_heartbeat(cfg: &Config, res: &mut Results) {
         for sys in rotate(&systems, round) {
             let r = (|| -> Result<(Meas, serde_json::Value), String> {
                 let redis = match sys {
-                    Sys::SealedCluster => Some(Redis::start(&cfg.base)?),
+                    Sys::SealedCluster => {
+                        Some(Redis::start(cfg.redis_dir.as_ref().unwrap_or(&cfg.base))?)
+                    }
                     _ => None,
                 };
                 let m = master(
@@ -254,7 +256,7 @@ fn push_once(
     let base = &cfg.base;
     let redis = match arm {
         "standalone" => None,
-        _ => Some(Redis::start(base)?),
+        _ => Some(Redis::start(cfg.redis_dir.as_ref().unwrap_or(&cfg.base))?),
     };
     let a = master(cfg, base, redis.as_ref(), "a", None, Some(PUSH_HEARTBEAT))?;
     let b = match (&redis, arm) {
@@ -386,7 +388,7 @@ struct FailoverRun {
 
 fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String> {
     let base = &cfg.base;
-    let redis = Redis::start(base)?;
+    let redis = Redis::start(cfg.redis_dir.as_ref().unwrap_or(&cfg.base))?;
     let mut masters = vec![master(cfg, base, Some(&redis), "m0", None, None)?];
     let seed = masters[0].state_dir();
     for i in 1..k {

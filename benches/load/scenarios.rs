@@ -2,6 +2,7 @@
 //! systems it compares interleaved (their order rotated every round), on
 //! servers started fresh for every measurement.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ pub struct Config {
     pub failover_agents: usize,
     /// Masters in the `cluster_failover` cluster (≥ 2).
     pub cluster_masters: usize,
+    /// Where the cluster scenarios' redis-server keeps its AOF (`--tmp`
+    /// if unset): tmpfs takes the disk's fsync out of the figures.
+    pub redis_dir: Option<PathBuf>,
 }
 
 /// Waits until the rest of the machine is quiet (the servers of the last
@@ -172,7 +176,7 @@ pub fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
         }),
         _ => {
             let redis = match sys {
-                Sys::SealedCluster => Some(Redis::start(base)?),
+                Sys::SealedCluster => Some(Redis::start(cfg.redis_dir.as_deref().unwrap_or(base))?),
                 _ => None,
             };
             let m = Master::start(&MasterOpts {
@@ -1000,42 +1004,49 @@ pub fn drive_pushes(
         let pushers: Vec<_> = (0..k)
             .map(|j| {
                 let (http, token) = (http.to_string(), token.to_string());
-                scope.spawn(move || -> Result<(Vec<u64>, u64), String> {
-                    let mut c = Http::connect(&http)?;
-                    let mut rtt = Vec::new();
-                    let mut refused = 0u64;
-                    let mut next = t_start + interval * j as u32 / k as u32;
-                    let mut seq = j;
-                    // Bounded: requests the API could not take in time
-                    // are not sent (and counted as refused).
-                    let give_up = t_start + total + Duration::from_secs(2);
-                    while next < t_start + total {
-                        let now = Instant::now();
-                        if now > give_up {
-                            refused += ((t_start + total - next).as_secs_f64()
-                                / interval.as_secs_f64())
-                                as u64;
-                            break;
+                scope.spawn(
+                    move || -> Result<(Vec<u64>, u64, BTreeMap<String, u64>), String> {
+                        let mut c = Http::connect(&http)?;
+                        let mut rtt = Vec::new();
+                        let mut refused = 0u64;
+                        // Answers by status, and "not sent" (no time left).
+                        let mut codes = BTreeMap::new();
+                        let mut next = t_start + interval * j as u32 / k as u32;
+                        let mut seq = j;
+                        // Bounded: requests the API could not take in time
+                        // are not sent (and counted as refused).
+                        let give_up = t_start + total + Duration::from_secs(2);
+                        while next < t_start + total {
+                            let now = Instant::now();
+                            if now > give_up {
+                                let left = ((t_start + total - next).as_secs_f64()
+                                    / interval.as_secs_f64())
+                                    as u64;
+                                refused += left;
+                                *codes.entry("not sent".to_string()).or_default() += left;
+                                break;
+                            }
+                            if next > now {
+                                std::thread::sleep(next - now);
+                            }
+                            // The scheduled time, in the receivers' clock.
+                            let sched = now_ns().saturating_sub(
+                                Instant::now().saturating_duration_since(next).as_nanos() as u64,
+                            );
+                            let body = format!(r#"{{"to":"push-{}","body":"t={sched}"}}"#, seq % n);
+                            let t0 = Instant::now();
+                            let code = c.post(&token, "/api/push", &body)?;
+                            rtt.push(t0.elapsed().as_nanos() as u64);
+                            if code != 202 {
+                                refused += 1;
+                            }
+                            *codes.entry(code.to_string()).or_default() += 1;
+                            seq += k;
+                            next += interval;
                         }
-                        if next > now {
-                            std::thread::sleep(next - now);
-                        }
-                        // The scheduled time, in the receivers' clock.
-                        let sched = now_ns().saturating_sub(
-                            Instant::now().saturating_duration_since(next).as_nanos() as u64,
-                        );
-                        let body = format!(r#"{{"to":"push-{}","body":"t={sched}"}}"#, seq % n);
-                        let t0 = Instant::now();
-                        let code = c.post(&token, "/api/push", &body)?;
-                        rtt.push(t0.elapsed().as_nanos() as u64);
-                        if code != 202 {
-                            refused += 1;
-                        }
-                        seq += k;
-                        next += interval;
-                    }
-                    Ok((rtt, refused))
-                })
+                        Ok((rtt, refused, codes))
+                    },
+                )
             })
             .collect();
         sleep(cfg.warmup);
@@ -1045,18 +1056,22 @@ pub fn drive_pushes(
         let b = Snap::take_with(run.ops(), pid, aux);
         let mut rtts = Vec::new();
         let mut refused = 0;
+        let mut codes: BTreeMap<String, u64> = BTreeMap::new();
         for p in pushers {
-            let (r, f) = p.join().map_err(|_| "pusher panicked".to_string())??;
+            let (r, f, c) = p.join().map_err(|_| "pusher panicked".to_string())??;
             rtts.extend(r);
             refused += f;
+            for (code, k) in c {
+                *codes.entry(code).or_default() += k;
+            }
         }
-        Ok::<_, String>((b.since(&a), rtts, refused))
+        Ok::<_, String>((b.since(&a), rtts, refused, codes))
     })?;
     // Let pushes still in flight arrive before the stop.
     sleep(0.2);
     run.check()?;
     let out = run.stop();
-    let (m, mut rtts, refused) = measured;
+    let (m, mut rtts, refused, codes) = measured;
     rtts.sort_unstable();
     let extra = json!({
         "offered_per_s": rate,
@@ -1066,9 +1081,10 @@ pub fn drive_pushes(
         "api_response_p50_us": pct(&rtts, 50.0) as f64 / 1e3,
         "api_response_p99_us": pct(&rtts, 99.0) as f64 / 1e3,
         "api_requests": rtts.len(),
+        "api_answers": codes,
     });
     eprintln!(
-        "    API: {} requests, {} refused, response p50 {:.0} µs p99 {:.0} µs",
+        "    API: {} requests, {} refused {codes:?}, response p50 {:.0} µs p99 {:.0} µs",
         rtts.len(),
         refused,
         pct(&rtts, 50.0) as f64 / 1e3,
