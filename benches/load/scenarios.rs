@@ -760,6 +760,9 @@ pub fn record_latency(
             extra["latency"] = s.clone();
             extra["softirq_cores"] = json!(m.irq);
             extra["delivered_per_s"] = json!(m.rate);
+            if !m.aux.is_nan() {
+                extra["redis_cores"] = json!(m.aux);
+            }
             for (p, key) in [("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")] {
                 res.add(Sample {
                     scenario,
