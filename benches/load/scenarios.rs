@@ -983,6 +983,9 @@ fn push_api_once(
     drive_pushes(cfg, run, &http, &token, n, cfg.rate, (t.pid, None))
 }
 
+/// One pusher's round trips, refusals and answers by status.
+type Pushed = (Vec<u64>, u64, BTreeMap<String, u64>);
+
 /// Pushes through the API at `http` at `rate`/s to the `push-{i}` agents
 /// of `run` (already ready), measures over `cfg.secs` after the warm-up,
 /// and stops the run: (CPU of `pids` = (server, helper), latencies,
@@ -1007,49 +1010,47 @@ pub fn drive_pushes(
         let pushers: Vec<_> = (0..k)
             .map(|j| {
                 let (http, token) = (http.to_string(), token.to_string());
-                scope.spawn(
-                    move || -> Result<(Vec<u64>, u64, BTreeMap<String, u64>), String> {
-                        let mut c = Http::connect(&http)?;
-                        let mut rtt = Vec::new();
-                        let mut refused = 0u64;
-                        // Answers by status, and "not sent" (no time left).
-                        let mut codes = BTreeMap::new();
-                        let mut next = t_start + interval * j as u32 / k as u32;
-                        let mut seq = j;
-                        // Bounded: requests the API could not take in time
-                        // are not sent (and counted as refused).
-                        let give_up = t_start + total + Duration::from_secs(2);
-                        while next < t_start + total {
-                            let now = Instant::now();
-                            if now > give_up {
-                                let left = ((t_start + total - next).as_secs_f64()
-                                    / interval.as_secs_f64())
-                                    as u64;
-                                refused += left;
-                                *codes.entry("not sent".to_string()).or_default() += left;
-                                break;
-                            }
-                            if next > now {
-                                std::thread::sleep(next - now);
-                            }
-                            // The scheduled time, in the receivers' clock.
-                            let sched = now_ns().saturating_sub(
-                                Instant::now().saturating_duration_since(next).as_nanos() as u64,
-                            );
-                            let body = format!(r#"{{"to":"push-{}","body":"t={sched}"}}"#, seq % n);
-                            let t0 = Instant::now();
-                            let code = c.post(&token, "/api/push", &body)?;
-                            rtt.push(t0.elapsed().as_nanos() as u64);
-                            if code != 202 {
-                                refused += 1;
-                            }
-                            *codes.entry(code.to_string()).or_default() += 1;
-                            seq += k;
-                            next += interval;
+                scope.spawn(move || -> Result<Pushed, String> {
+                    let mut c = Http::connect(&http)?;
+                    let mut rtt = Vec::new();
+                    let mut refused = 0u64;
+                    // Answers by status, and "not sent" (no time left).
+                    let mut codes = BTreeMap::new();
+                    let mut next = t_start + interval * j as u32 / k as u32;
+                    let mut seq = j;
+                    // Bounded: requests the API could not take in time
+                    // are not sent (and counted as refused).
+                    let give_up = t_start + total + Duration::from_secs(2);
+                    while next < t_start + total {
+                        let now = Instant::now();
+                        if now > give_up {
+                            let left = ((t_start + total - next).as_secs_f64()
+                                / interval.as_secs_f64())
+                                as u64;
+                            refused += left;
+                            *codes.entry("not sent".to_string()).or_default() += left;
+                            break;
                         }
-                        Ok((rtt, refused, codes))
-                    },
-                )
+                        if next > now {
+                            std::thread::sleep(next - now);
+                        }
+                        // The scheduled time, in the receivers' clock.
+                        let sched = now_ns().saturating_sub(
+                            Instant::now().saturating_duration_since(next).as_nanos() as u64,
+                        );
+                        let body = format!(r#"{{"to":"push-{}","body":"t={sched}"}}"#, seq % n);
+                        let t0 = Instant::now();
+                        let code = c.post(&token, "/api/push", &body)?;
+                        rtt.push(t0.elapsed().as_nanos() as u64);
+                        if code != 202 {
+                            refused += 1;
+                        }
+                        *codes.entry(code.to_string()).or_default() += 1;
+                        seq += k;
+                        next += interval;
+                    }
+                    Ok((rtt, refused, codes))
+                })
             })
             .collect();
         sleep(cfg.warmup);
