@@ -26,7 +26,7 @@ use crate::redis::Redis;
 use crate::report::{Results, Sample, pct, si};
 use crate::scenarios::{
     Config, Meas, Sys, boxed, drive_pushes, hb_factory, measure, progress, ratio_target, record,
-    record_latency, rotate,
+    record_latency, rotate, wait_quiet,
 };
 
 /// The master's `heartbeat` in the heartbeat comparison: a cluster master
@@ -42,6 +42,15 @@ const HB_HEARTBEAT: u32 = 2;
 /// short. The receivers are never silent long enough to be evicted
 /// (10 heartbeats) within one measurement.
 const PUSH_HEARTBEAT: u32 = 2;
+
+/// Before each measurement, as `scenarios::start` does: wait (bounded)
+/// until the rest of the machine is quiet, so servers of the last
+/// measurement are gone and others' builds are less likely in the way.
+fn quiet(cfg: &Config) {
+    if cfg.quiet_wait > 0.0 {
+        wait_quiet(cfg);
+    }
+}
 
 /// Starts a master, in the cluster of `redis` as `node` if given, sharing
 /// the keys of the master whose state directory is `seed`.
@@ -101,6 +110,7 @@ pub fn cluster_heartbeat(cfg: &Config, res: &mut Results) {
     for round in 0..cfg.rounds {
         for sys in rotate(&systems, round) {
             let r = (|| -> Result<(Meas, serde_json::Value), String> {
+                quiet(cfg);
                 let redis = match sys {
                     Sys::SealedCluster => {
                         Some(Redis::start(cfg.redis_dir.as_ref().unwrap_or(&cfg.base))?)
@@ -253,6 +263,7 @@ fn push_once(
     arm: &str,
     n: usize,
 ) -> Result<(Meas, Vec<u64>, serde_json::Value), String> {
+    quiet(cfg);
     let base = &cfg.base;
     let redis = match arm {
         "standalone" => None,
@@ -387,6 +398,7 @@ struct FailoverRun {
 }
 
 fn failover_once(cfg: &Config, n: usize, k: usize) -> Result<FailoverRun, String> {
+    quiet(cfg);
     let base = &cfg.base;
     let redis = Redis::start(cfg.redis_dir.as_ref().unwrap_or(&cfg.base))?;
     let mut masters = vec![master(cfg, base, Some(&redis), "m0", None, None)?];

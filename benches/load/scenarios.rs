@@ -80,7 +80,7 @@ pub struct Config {
 /// Waits until the rest of the machine is quiet (the servers of the last
 /// measurement are gone, so what is busy now is someone else). Returns
 /// the other processes' CPU in cores at the end.
-fn wait_quiet(cfg: &Config) -> f64 {
+pub fn wait_quiet(cfg: &Config) -> f64 {
     let end = Instant::now() + Duration::from_secs_f64(cfg.quiet_wait);
     let me = std::process::id();
     loop {
