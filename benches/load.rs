@@ -15,6 +15,8 @@
 //! starts the servers and reads /proc; [`scenarios`] measures; [`report`]
 //! and [`svg`] print, save and plot.
 
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "load/echo.rs"]
 mod echo;
 #[path = "load/edge.rs"]
@@ -29,6 +31,8 @@ mod nat;
 mod net;
 #[path = "load/procs.rs"]
 mod procs;
+#[path = "load/redis.rs"]
+mod redis;
 #[path = "load/report.rs"]
 mod report;
 #[path = "common/sample.rs"]
@@ -45,7 +49,7 @@ use std::time::Instant;
 use report::Results;
 use scenarios::{Config, Sys};
 
-const ALL: [&str; 12] = [
+const ALL: [&str; 15] = [
     "heartbeat",
     "report",
     "fanout",
@@ -57,6 +61,9 @@ const ALL: [&str; 12] = [
     "legacy",
     "shutdown",
     "nat",
+    "cluster_heartbeat",
+    "cluster_push",
+    "cluster_failover",
     "sweep",
 ];
 
@@ -77,6 +84,18 @@ Scenarios (default: all; sweep only with --sweep):
   nat        devices behind one address reconnecting at once: the per-IP limit
              (handshakes_per_ip) modelled with the agent's backoff, then a real
              connect storm from one source address
+  cluster_heartbeat
+             heartbeat round trips/s and CPU per round trip of one sealed master,
+             standalone and with --cluster (its own redis-server: AOF,
+             appendfsync always); goal: a gap under 5 %
+  cluster_push
+             API push -> agent latency at --cluster-rate: one standalone master,
+             a cluster's master A to its own agents, master A to agents on B
+  cluster_failover
+             --failover-agents agents on master A of --cluster-masters masters;
+             SIGKILL A; time until all are back on the survivors (sessions,
+             survivors' API, owners in Redis); the simulated agents fail over
+             as edge-gw --agent A,B,C does (src/agent/masters.rs)
   sweep      heartbeat round trips/s at each N of --sweep (throughput vs N plot)
 
 Options:
@@ -108,6 +127,11 @@ Options:
                       storm's 10,000 sealed agents in 1.70 s, BENCHMARKS.md)
   --per-ip R          the master's handshakes_per_ip in the nat run (its default)
   --agent-secs S      measured seconds of the agent scenario (30)
+  --cluster-rate R    offered pushes per second in cluster_push (1000)
+  --failover-agents N agents of the killed master in cluster_failover (10000)
+  --cluster-masters K masters in the cluster_failover cluster (3)
+  --redis-dir DIR     where the cluster scenarios' redis-server keeps its AOF
+                      (--tmp); e.g. /dev/shm to take the disk's fsync out
   --tmp DIR           where temporary state directories go (system temp)
   --tmpfs DIR         tmpfs for the push-api variant, or 'none' (/dev/shm)
   --json PATH         results file (TARGET/load-bench/results.json)
@@ -184,6 +208,10 @@ fn parse() -> Result<Option<Cli>, String> {
         quiet: 0.3,
         quiet_wait: 10.0,
         hold: 0.0,
+        cluster_rate: 1000,
+        failover_agents: 10_000,
+        cluster_masters: 3,
+        redis_dir: None,
     };
     let mut only = Vec::new();
     let mut json = None;
@@ -265,6 +293,10 @@ fn parse() -> Result<Option<Cli>, String> {
             Long("svg-dir") => svg_dir = Some(PathBuf::from(text(&mut p)?)),
             Long("smoke") => smoke = true,
             Long("hold") => c.hold = num(&mut p, "--hold")?,
+            Long("cluster-rate") => c.cluster_rate = num(&mut p, "--cluster-rate")?,
+            Long("failover-agents") => c.failover_agents = num(&mut p, "--failover-agents")?,
+            Long("cluster-masters") => c.cluster_masters = num(&mut p, "--cluster-masters")?,
+            Long("redis-dir") => c.redis_dir = Some(text(&mut p)?.into()),
             Long("quiet") => c.quiet = num(&mut p, "--quiet")?,
             Long("quiet-wait") => c.quiet_wait = num(&mut p, "--quiet-wait")?,
             Long("systems") => {
@@ -305,6 +337,8 @@ fn parse() -> Result<Option<Cli>, String> {
         d("push-conns", &mut || c.push_conns = 2);
         d("agent-secs", &mut || c.agent_secs = 1.0);
         d("quiet-wait", &mut || c.quiet_wait = 0.0);
+        d("cluster-rate", &mut || c.cluster_rate = 200);
+        d("failover-agents", &mut || c.failover_agents = 50);
     }
     if c.push_agents == 0 {
         c.push_agents = c.agents;
@@ -354,6 +388,9 @@ fn config_json(cli: &Cli) -> serde_json::Value {
         "legacy_target": c.legacy, "agent_secs": c.agent_secs,
         "nat_devices": c.nat_devices, "nat_capacity": c.nat_capacity, "per_ip": c.per_ip,
         "quiet_cores": c.quiet, "quiet_wait_s": c.quiet_wait,
+        "cluster_rate": c.cluster_rate, "failover_agents": c.failover_agents,
+        "cluster_masters": c.cluster_masters, "redis_dir": c.redis_dir,
+        "redis_server": redis::find(),
     })
 }
 
@@ -458,6 +495,7 @@ fn main() -> ExitCode {
         .cfg
         .storm_agents
         .max(cli.cfg.idle_agents)
+        .max(cli.cfg.failover_agents)
         .max(cli.cfg.agents) as u64)
         * 2
         + 4096;
@@ -497,6 +535,9 @@ fn main() -> ExitCode {
             "legacy" => scenarios::legacy(c, &mut res),
             "shutdown" => scenarios::shutdown(c, &mut res),
             "nat" => nat::nat(c, &mut res),
+            "cluster_heartbeat" => cluster::cluster_heartbeat(c, &mut res),
+            "cluster_push" => cluster::cluster_push(c, &mut res),
+            "cluster_failover" => cluster::cluster_failover(c, &mut res),
             _ => unreachable!("checked in parse"),
         }
     }

@@ -17,7 +17,18 @@
 //!
 //! Counters are kept per thread and added to the shared atomics once per
 //! loop turn, so the hot path touches no shared cache line per message.
+//!
+//! **Failover** ([`Run::start_failover`], the cluster scenarios): each
+//! client holds a list of masters and, when its connection is lost (closed,
+//! reset, refused), moves on exactly as a real `edge-gw --agent` does: the
+//! next entry, after the wait the agent's own `agent::masters::MasterList`
+//! gives (full jitter up to 1 s within a round, the growing backoff after
+//! a whole round), with a fresh client from the factory (a new handshake).
+//! Reconnects do not wait for the open window: real agents have none.
+//! A reconnected client is not sent `go` again (the failover scenario's
+//! clients are idle).
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -94,6 +105,15 @@ pub struct Shared {
     /// Latency and lag samples, handed back at the stop.
     lat: Mutex<Vec<u64>>,
     lag: Mutex<Vec<u64>>,
+    /// Failover: clients whose current session, handshaken, is on a
+    /// target other than the first.
+    pub on_backup: AtomicUsize,
+    /// Failover: sessions lost and reconnects started (including failed
+    /// connects to a dead master).
+    pub moves: AtomicU64,
+    /// Failover: latest time (`now_ns`) a client became ready on a
+    /// backup target.
+    pub last_backup_ns: AtomicU64,
 }
 
 impl Shared {
@@ -121,6 +141,25 @@ pub struct Spec {
     pub factory: Factory,
 }
 
+/// Where failover clients go: every client's list starts with
+/// `targets[0]`; the rest follow rotated by the client's number, so the
+/// clients of a lost master spread over the survivors (as an operator
+/// would order the lists of a fleet).
+#[derive(Clone)]
+pub struct Failover {
+    pub targets: Vec<SocketAddr>,
+}
+
+impl Failover {
+    fn list(&self, id: usize) -> Option<edge_gw::agent::masters::MasterList> {
+        let (first, rest) = self.targets.split_first()?;
+        let mut v = vec![first.to_string()];
+        let k = if rest.is_empty() { 0 } else { id % rest.len() };
+        v.extend(rest[k..].iter().chain(&rest[..k]).map(|a| a.to_string()));
+        edge_gw::agent::masters::MasterList::new(v)
+    }
+}
+
 /// A run in progress.
 pub struct Run {
     pub name: String,
@@ -138,6 +177,16 @@ pub struct Outcome {
 impl Run {
     /// Spawns the threads, which build their clients and wait.
     pub fn start(spec: Spec) -> Run {
+        Run::start_inner(spec, None)
+    }
+
+    /// As [`start`](Self::start), with clients that fail over between
+    /// `f.targets` (`spec.target` is ignored: the first target is used).
+    pub fn start_failover(spec: Spec, f: Failover) -> Run {
+        Run::start_inner(spec, Some(Arc::new(f)))
+    }
+
+    fn start_inner(spec: Spec, failover: Option<Arc<Failover>>) -> Run {
         let shared = Arc::new(Shared {
             n: spec.clients,
             ..Shared::default()
@@ -149,8 +198,12 @@ impl Run {
                 let shared = shared.clone();
                 let factory = spec.factory.clone();
                 let ids: Vec<usize> = (t..spec.clients).step_by(threads).collect();
-                let target = spec.target;
+                let target = failover
+                    .as_ref()
+                    .and_then(|f| f.targets.first().copied())
+                    .unwrap_or(spec.target);
                 let ip_base = spec.ip_base;
+                let failover = failover.clone();
                 std::thread::Builder::new()
                     .name(format!("load-{t}"))
                     .spawn(move || {
@@ -159,6 +212,9 @@ impl Run {
                             target,
                             ip_base,
                             window,
+                            failover,
+                            retries: RefCell::new(Vec::new()),
+                            rng: Cell::new(now_ns() ^ ((t as u64 + 1) << 40) | 1),
                         };
                         if let Err(e) = w.run(ids, &factory) {
                             shared.fail(e);
@@ -268,6 +324,15 @@ struct Slot {
     pending: Vec<u8>,
     ready: bool,
     dead: bool,
+    /// Failover: the client's masters, where its session is, when that
+    /// session started, whether it is handshaken, when to reconnect.
+    list: Option<edge_gw::agent::masters::MasterList>,
+    at: SocketAddr,
+    since: Instant,
+    up: bool,
+    retry_at: Option<Instant>,
+    /// A failover reconnect still connecting (non-blocking).
+    connecting: bool,
 }
 
 struct Worker {
@@ -275,6 +340,11 @@ struct Worker {
     target: SocketAddr,
     ip_base: Option<usize>,
     window: usize,
+    failover: Option<Arc<Failover>>,
+    /// Failover: slots waiting to reconnect.
+    retries: RefCell<Vec<usize>>,
+    /// xorshift state for the reconnect jitter.
+    rng: Cell<u64>,
 }
 
 /// Per-thread scratch and counters.
@@ -334,6 +404,12 @@ impl Worker {
                     pending: Vec::new(),
                     ready: false,
                     dead: false,
+                    list: self.failover.as_ref().and_then(|f| f.list(id)),
+                    at: self.target,
+                    since: Instant::now(),
+                    up: false,
+                    retry_at: None,
+                    connecting: false,
                 });
                 let k = slots.len() - 1;
                 self.call(&mut slots[k], &mut l, &poller, |p, io| {
@@ -349,6 +425,11 @@ impl Worker {
                     timeout = timeout.min(t.saturating_duration_since(now));
                 }
             }
+            for &k in self.retries.borrow().iter() {
+                if let Some(t) = slots[k].retry_at {
+                    timeout = timeout.min(t.saturating_duration_since(now));
+                }
+            }
             let ready = poller.wait(timeout).map_err(|e| format!("epoll: {e}"))?;
             for r in ready {
                 let k = r.key as usize;
@@ -356,7 +437,11 @@ impl Worker {
                     continue;
                 }
                 if r.writable {
-                    self.flush_pending(&mut slots[k], &poller);
+                    if slots[k].connecting {
+                        self.connected(&mut slots[k], &mut l, &poller);
+                    } else {
+                        self.flush_pending(&mut slots[k], &poller);
+                    }
                 }
                 if r.readable {
                     self.read(&mut slots[k], &mut buf, &mut l, &poller);
@@ -383,6 +468,20 @@ impl Worker {
                             Ok(())
                         });
                     }
+                }
+            }
+            if !self.retries.borrow().is_empty() {
+                let now = Instant::now();
+                let due: Vec<usize> = {
+                    let mut r = self.retries.borrow_mut();
+                    let (due, keep) = r
+                        .drain(..)
+                        .partition(|&k| slots[k].retry_at.is_some_and(|t| t <= now));
+                    *r = keep;
+                    due
+                };
+                for k in due {
+                    self.reconnect(&mut slots[k], &mut l, &poller, factory);
                 }
             }
             if l.ops > 0 {
@@ -433,6 +532,20 @@ impl Worker {
                 *self.shared.all_ready_at.lock().unwrap() = Some(Instant::now());
             }
         }
+        if ready && !slot.up {
+            slot.up = true;
+            if slot.list.is_some() && slot.at != self.target {
+                // A client handshaken again on a survivor: its time since
+                // the caller's mark (`lat_from`, the kill) is a sample.
+                let now = now_ns();
+                let from = self.shared.lat_from.load(Ordering::Relaxed);
+                if now >= from {
+                    l.lat.push(now - from);
+                }
+                self.shared.last_backup_ns.fetch_max(now, Ordering::Relaxed);
+                self.shared.on_backup.fetch_add(1, Ordering::AcqRel);
+            }
+        }
         if let Err(e) = r {
             self.kill(slot, poller, format!("client {}: {e}", slot.id));
             l.out.clear();
@@ -447,7 +560,7 @@ impl Worker {
         loop {
             match (&slot.sock).read(buf) {
                 Ok(0) => {
-                    return self.kill(
+                    return self.lost(
                         slot,
                         poller,
                         format!("client {}: closed by the server", slot.id),
@@ -461,7 +574,7 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.kill(slot, poller, format!("client {}: read: {e}", slot.id)),
+                Err(e) => return self.lost(slot, poller, format!("client {}: read: {e}", slot.id)),
             }
         }
     }
@@ -484,7 +597,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     out.clear();
-                    return self.kill(slot, poller, format!("client {}: write: {e}", slot.id));
+                    return self.lost(slot, poller, format!("client {}: write: {e}", slot.id));
                 }
             }
         }
@@ -503,13 +616,99 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return self.kill(slot, poller, format!("client {}: write: {e}", slot.id));
+                    return self.lost(slot, poller, format!("client {}: write: {e}", slot.id));
                 }
             }
         }
         slot.pending.drain(..done);
         if slot.pending.is_empty() {
             let _ = poller.set_write(&slot.sock, slot.key, false);
+        }
+    }
+
+    /// The connection is gone (closed, reset, refused): a failover client
+    /// moves on, any other fails the run.
+    fn lost(&self, slot: &mut Slot, poller: &Poller, why: String) {
+        if slot.dead || slot.list.is_none() || self.shared.stop.load(Ordering::Acquire) {
+            return self.kill(slot, poller, why);
+        }
+        poller.delete(&slot.sock);
+        slot.dead = true;
+        self.schedule(slot);
+    }
+
+    /// Picks the next master and the wait, as the real agent does.
+    fn schedule(&self, slot: &mut Slot) {
+        let Some(list) = slot.list.as_mut() else {
+            return;
+        };
+        slot.pending.clear();
+        slot.connecting = false;
+        if slot.up && slot.at != self.target {
+            self.shared.on_backup.fetch_sub(1, Ordering::AcqRel);
+        }
+        let lasted = if slot.up {
+            slot.since.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        slot.up = false;
+        // xorshift64*: the jitter only has to be spread, not secret.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        let random = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32;
+        let mv = list.failed(lasted, random);
+        slot.at = mv.to.parse().unwrap_or(slot.at);
+        slot.retry_at = Some(Instant::now() + mv.delay);
+        self.shared.moves.fetch_add(1, Ordering::Relaxed);
+        self.retries.borrow_mut().push(slot.key as usize);
+    }
+
+    /// A failover client's wait is over: a new connection, a new client.
+    fn reconnect(&self, slot: &mut Slot, l: &mut Local, poller: &Poller, factory: &Factory) {
+        slot.retry_at = None;
+        if self.shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let src = self.ip_base.map(|b| net::source_ip(b + slot.id));
+        let (sock, pending) = match net::connect_start(src, slot.at) {
+            Ok(s) => s,
+            Err(_) => return self.schedule(slot),
+        };
+        if poller.add(&sock, slot.key, pending).is_err() {
+            return self.schedule(slot);
+        }
+        slot.sock = sock;
+        slot.proto = factory(slot.id);
+        slot.dead = false;
+        slot.since = Instant::now();
+        slot.connecting = pending;
+        if !pending {
+            self.call(slot, l, poller, |p, io| {
+                p.start(io);
+                Ok(())
+            });
+        }
+    }
+
+    /// A non-blocking reconnect finished: start the client, or move on.
+    fn connected(&self, slot: &mut Slot, l: &mut Local, poller: &Poller) {
+        slot.connecting = false;
+        match slot.sock.take_error() {
+            Ok(None) => {
+                let _ = poller.set_write(&slot.sock, slot.key, false);
+                slot.since = Instant::now();
+                self.call(slot, l, poller, |p, io| {
+                    p.start(io);
+                    Ok(())
+                });
+            }
+            Ok(Some(e)) | Err(e) => {
+                self.lost(slot, poller, format!("client {}: connect: {e}", slot.id))
+            }
         }
     }
 

@@ -146,6 +146,8 @@ fn real(cfg: &Config, res: &mut Results) {
             compress: false,
             threads: cfg.master_threads,
             per_ip: cfg.per_ip,
+            cluster: None,
+            heartbeat: None,
         })?;
         let psk = Some(m.psk);
         let factory: Factory = Arc::new(move |i| {

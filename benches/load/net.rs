@@ -95,6 +95,38 @@ pub fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddr) -> io::Result<TcpStr
     Ok(s)
 }
 
+/// As [`connect_from`], but without blocking: returns the socket and
+/// whether the connect is still in progress (then it is done when the
+/// socket turns writable; `take_error` says how). Failover clients use
+/// it, so one reconnect that waits for a full listen queue (a SYN
+/// retransmitted after 1 s) does not hold up the others on its thread, as
+/// it would not hold up other devices.
+pub fn connect_start(src: Option<Ipv4Addr>, dst: SocketAddr) -> io::Result<(TcpStream, bool)> {
+    let fd = rustix::net::socket_with(
+        match dst {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        },
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        Some(ipproto::TCP),
+    )?;
+    if let (Some(ip), SocketAddr::V4(_)) = (src, dst) {
+        rustix::net::bind(&fd, &SocketAddrV4::new(ip, 0))?;
+    }
+    let pending = loop {
+        match rustix::net::connect(&fd, &dst) {
+            Ok(()) => break false,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INPROGRESS) => break true,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let s = TcpStream::from(fd);
+    s.set_nodelay(true)?;
+    Ok((s, pending))
+}
+
 /// A loopback port free right now (for servers that take a port number).
 pub fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -171,7 +171,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub log: PathBuf,
     // Last, so the directory goes after the process.
-    _dir: TempDir,
+    pub _dir: TempDir,
 }
 
 impl Server {
@@ -202,7 +202,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Child, String> {
+pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Child, String> {
     let f = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -223,6 +223,25 @@ pub struct MasterOpts {
     pub threads: Option<usize>,
     /// `handshakes_per_ip`; `None`: the master's default.
     pub per_ip: Option<u32>,
+    /// Join a cluster (`--cluster`); `None`: a standalone master.
+    pub cluster: Option<ClusterOpts>,
+    /// `heartbeat` in seconds; `None`: 60, so idle clients are never
+    /// evicted during a run. A cluster master refreshes Redis twice per
+    /// heartbeat (at most every 5 s).
+    pub heartbeat: Option<u32>,
+}
+
+/// How a master joins a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOpts {
+    /// The Redis URL (`cluster = ...` in the config file).
+    pub url: String,
+    /// `node_name`, unique in the cluster.
+    pub node: String,
+    /// Another master's state directory whose `fleet.key` and `keyring`
+    /// this one starts with: every master of a cluster shares them, as
+    /// an operator copies them (docs/cluster.md).
+    pub seed: Option<PathBuf>,
 }
 
 /// A running master with what a client needs from its state directory.
@@ -241,14 +260,26 @@ impl Master {
         let http_port = net::free_port().map_err(|e| e.to_string())?;
         let state = dir.0.join("state");
         let config = dir.0.join("master.toml");
+        let mut cluster = String::new();
+        if let Some(c) = &o.cluster {
+            cluster = format!("cluster = \"{}\"\nnode_name = \"{}\"\n", c.url, c.node);
+            if let Some(seed) = &c.seed {
+                std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+                for f in ["fleet.key", "keyring"] {
+                    std::fs::copy(seed.join(f), state.join(f))
+                        .map_err(|e| format!("seeding {f} from {}: {e}", seed.display()))?;
+                }
+            }
+        }
         // Plaintext and legacy sessions allowed (the variants need them);
         // long heartbeat and miss limit so idle clients are not evicted
         // during a run; the rest as shipped.
         let toml = format!(
             "listen = [\"127.0.0.1:{port}\"]\nhttp = \"127.0.0.1:{http_port}\"\nstate_dir = \"{}\"\n\
-             allow_plaintext = true\nlegacy_v1 = true\nheartbeat = 60\nmiss_limit = 10\n\
-             handshake_timeout = 60\nmax_connections = 100000\ncompress = {}\n{}{}",
+             allow_plaintext = true\nlegacy_v1 = true\nheartbeat = {}\nmiss_limit = 10\n\
+             handshake_timeout = 60\nmax_connections = 100000\ncompress = {}\n{}{}{cluster}",
             state.display(),
+            o.heartbeat.unwrap_or(60),
             o.compress,
             o.threads
                 .map(|t| format!("threads = {t}\n"))

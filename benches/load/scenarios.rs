@@ -2,6 +2,7 @@
 //! systems it compares interleaved (their order rotated every round), on
 //! servers started fresh for every measurement.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use crate::edge::{self, EdgeClient, LegacyClient, LegacyWork, Work};
 use crate::engine::{Factory, Proto, Run, Spec, now_ns};
 use crate::mqtt::{self, MqttClient};
 use crate::net;
-use crate::procs::{self, Master, MasterOpts, Server};
+use crate::procs::{self, ClusterOpts, Master, MasterOpts, Server};
+use crate::redis::Redis;
 use crate::report::{Results, Sample, pct, si};
 
 /// Everything a run is told on the command line.
@@ -64,12 +66,21 @@ pub struct Config {
     /// Seconds to keep the idle connections open after measuring (to
     /// inspect the server, e.g. with a heap profiler).
     pub hold: f64,
+    /// Offered API pushes per second in `cluster_push`.
+    pub cluster_rate: u64,
+    /// Agents of the killed master in `cluster_failover`.
+    pub failover_agents: usize,
+    /// Masters in the `cluster_failover` cluster (≥ 2).
+    pub cluster_masters: usize,
+    /// Where the cluster scenarios' redis-server keeps its AOF (`--tmp`
+    /// if unset): tmpfs takes the disk's fsync out of the figures.
+    pub redis_dir: Option<PathBuf>,
 }
 
 /// Waits until the rest of the machine is quiet (the servers of the last
 /// measurement are gone, so what is busy now is someone else). Returns
 /// the other processes' CPU in cores at the end.
-fn wait_quiet(cfg: &Config) -> f64 {
+pub fn wait_quiet(cfg: &Config) -> f64 {
     let end = Instant::now() + Duration::from_secs_f64(cfg.quiet_wait);
     let me = std::process::id();
     loop {
@@ -94,6 +105,8 @@ pub enum Sys {
     Echo,
     V1,
     V1Zip,
+    /// A sealed master in a cluster (`--cluster`, its own redis-server).
+    SealedCluster,
 }
 
 impl Sys {
@@ -107,11 +120,12 @@ impl Sys {
             Sys::Echo => "echo limit",
             Sys::V1 => "edge-gw v1",
             Sys::V1Zip => "edge-gw v1 zip",
+            Sys::SealedCluster => "edge-gw sealed cluster",
         }
     }
 
-    fn sealed(self) -> bool {
-        matches!(self, Sys::Sealed | Sys::SealedZip)
+    pub fn sealed(self) -> bool {
+        matches!(self, Sys::Sealed | Sys::SealedZip | Sys::SealedCluster)
     }
 
     fn zip(self) -> bool {
@@ -120,15 +134,18 @@ impl Sys {
 }
 
 /// A started server: where to connect, whose CPU to read, the key.
-struct Target {
-    addr: SocketAddr,
-    pid: Option<u32>,
-    psk: Option<[u8; 32]>,
-    _master: Option<Master>,
-    _server: Option<Server>,
+pub struct Target {
+    pub addr: SocketAddr,
+    pub pid: Option<u32>,
+    pub psk: Option<[u8; 32]>,
+    pub _master: Option<Master>,
+    pub _server: Option<Server>,
+    /// The cluster's Redis (dropped after the master: fields drop in
+    /// order).
+    pub _redis: Option<Redis>,
 }
 
-fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
+pub fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
     if cfg.quiet_wait > 0.0 {
         wait_quiet(cfg);
     }
@@ -146,6 +163,7 @@ fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
                 psk: None,
                 _master: None,
                 _server: Some(s),
+                _redis: None,
             })
         }
         Sys::V1 | Sys::V1Zip if cfg.legacy.is_some() => Ok(Target {
@@ -154,14 +172,25 @@ fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
             psk: None,
             _master: None,
             _server: None,
+            _redis: None,
         }),
         _ => {
+            let redis = match sys {
+                Sys::SealedCluster => Some(Redis::start(cfg.redis_dir.as_deref().unwrap_or(base))?),
+                _ => None,
+            };
             let m = Master::start(&MasterOpts {
                 bin: cfg.master_bin.clone(),
                 base: base.to_path_buf(),
                 compress: sys.zip(),
                 threads: cfg.master_threads,
                 per_ip: None,
+                cluster: redis.as_ref().map(|r| ClusterOpts {
+                    url: r.url(),
+                    node: "m1".into(),
+                    seed: None,
+                }),
+                heartbeat: None,
             })?;
             Ok(Target {
                 addr: m.server.addr,
@@ -169,83 +198,103 @@ fn start(cfg: &Config, sys: Sys, base: &Path) -> Result<Target, String> {
                 psk: sys.sealed().then_some(m.psk),
                 _master: Some(m),
                 _server: None,
+                _redis: redis,
             })
         }
     }
 }
 
 /// What one measured interval gave.
-struct Meas {
-    rate: f64,
-    srv: f64,
-    gen_: f64,
+pub struct Meas {
+    pub rate: f64,
+    pub srv: f64,
+    pub gen_: f64,
     /// CPU used by other processes (other users' builds): the noise
     /// indicator of the measurement.
-    other: f64,
+    pub other: f64,
     /// CPU in interrupts and softirq (mostly loopback TCP itself).
-    irq: f64,
+    pub irq: f64,
+    /// CPU of a helper process of the server (the cluster's Redis), NaN
+    /// without one; not counted in `other`.
+    pub aux: f64,
 }
 
 /// CPU readings at one instant: server, generator, whole machine.
-struct Snap {
+pub struct Snap {
     ops: u64,
     srv: Option<procs::Cpu>,
+    aux: Option<procs::Cpu>,
     gen_: procs::Cpu,
     busy: (f64, f64),
     at: Instant,
 }
 
 impl Snap {
-    fn take(ops: u64, pid: Option<u32>) -> Snap {
+    /// Reads the counters, the CPU of the server `pid` and of its helper
+    /// `aux` (the cluster's Redis) if it has one.
+    pub fn take_with(ops: u64, pid: Option<u32>, aux: Option<u32>) -> Snap {
         Snap {
             ops,
             srv: pid.map(procs::cpu),
+            aux: aux.map(procs::cpu),
             gen_: procs::cpu(std::process::id()),
             busy: procs::machine_busy(),
             at: Instant::now(),
         }
     }
 
-    fn since(&self, b: &Snap) -> Meas {
+    pub fn since(&self, b: &Snap) -> Meas {
         let el = (self.at - b.at).as_secs_f64();
         let srv = match (&b.srv, &self.srv) {
             (Some(a), Some(c)) => c.secs_since(a) / el,
             _ => f64::NAN,
         };
+        let aux = match (&b.aux, &self.aux) {
+            (Some(a), Some(c)) => c.secs_since(a) / el,
+            _ => f64::NAN,
+        };
         let gen_ = self.gen_.secs_since(&b.gen_) / el;
         let tasks = (self.busy.0 - b.busy.0) / el;
+        let known = gen_ + [srv, aux].iter().filter(|x| !x.is_nan()).sum::<f64>();
         Meas {
             rate: (self.ops - b.ops) as f64 / el,
             srv,
             gen_,
-            other: (tasks - gen_ - if srv.is_nan() { 0.0 } else { srv }).max(0.0),
+            other: (tasks - known).max(0.0),
             irq: (self.busy.1 - b.busy.1) / el,
+            aux,
         }
     }
 }
 
-fn sleep(secs: f64) {
+pub fn sleep(secs: f64) {
     std::thread::sleep(Duration::from_secs_f64(secs));
 }
 
-/// Starts the workload, waits the warm-up, then measures ops/s and CPU.
-fn measure(cfg: &Config, run: &Run, pid: Option<u32>) -> Result<Meas, String> {
+/// Starts the workload, waits the warm-up, then measures ops/s and CPU
+/// (of the server, and of its helper `aux` if it has one).
+pub fn measure(
+    cfg: &Config,
+    run: &Run,
+    pid: Option<u32>,
+    aux: Option<u32>,
+) -> Result<Meas, String> {
     run.shared.lat_from.store(u64::MAX, Ordering::Relaxed);
     run.go();
     sleep(cfg.warmup);
     run.check()?;
     run.shared.lat_from.store(now_ns(), Ordering::Relaxed);
-    let a = Snap::take(run.ops(), pid);
+    let a = Snap::take_with(run.ops(), pid, aux);
     sleep(cfg.secs);
-    let b = Snap::take(run.ops(), pid);
+    let b = Snap::take_with(run.ops(), pid, aux);
     run.check()?;
     Ok(b.since(&a))
 }
 
-type MakeFactory<'a> = &'a dyn Fn(Option<[u8; 32]>) -> Factory;
+pub type MakeFactory<'a> = &'a dyn Fn(Option<[u8; 32]>) -> Factory;
 
 /// Starts `sys`, connects `clients` clients, measures, stops everything.
-fn closed_loop(
+pub fn closed_loop(
     cfg: &Config,
     sys: Sys,
     what: &str,
@@ -264,12 +313,12 @@ fn closed_loop(
     });
     run.open(Duration::from_secs(60))?;
     run.wait_ready(Duration::from_secs(120))?;
-    let m = measure(cfg, &run, t.pid)?;
+    let m = measure(cfg, &run, t.pid, t._redis.as_ref().map(Redis::pid))?;
     let out = run.stop();
     Ok((m, out))
 }
 
-fn rotate(systems: &[Sys], round: usize) -> Vec<Sys> {
+pub fn rotate(systems: &[Sys], round: usize) -> Vec<Sys> {
     let mut v = systems.to_vec();
     if !v.is_empty() {
         let k = round % v.len();
@@ -278,7 +327,7 @@ fn rotate(systems: &[Sys], round: usize) -> Vec<Sys> {
     v
 }
 
-fn available(cfg: &Config, systems: &[Sys]) -> Vec<Sys> {
+pub fn available(cfg: &Config, systems: &[Sys]) -> Vec<Sys> {
     systems
         .iter()
         .copied()
@@ -292,11 +341,11 @@ fn available(cfg: &Config, systems: &[Sys]) -> Vec<Sys> {
         .collect()
 }
 
-fn boxed(p: impl Proto + 'static) -> Box<dyn Proto> {
+pub fn boxed(p: impl Proto + 'static) -> Box<dyn Proto> {
     Box::new(p)
 }
 
-fn progress(what: &str, sys: Sys, n: usize, round: usize, text: &str) {
+pub fn progress(what: &str, sys: Sys, n: usize, round: usize, text: &str) {
     eprintln!(
         "  {what:<16} {:<20} N={n:<6} round {round}: {text}",
         sys.name()
@@ -305,7 +354,7 @@ fn progress(what: &str, sys: Sys, n: usize, round: usize, text: &str) {
 
 /// Records a closed-loop rate measurement.
 #[allow(clippy::too_many_arguments)] // one call per scenario; a struct would only rename them
-fn record(
+pub fn record(
     res: &mut Results,
     scenario: &'static str,
     sys: Sys,
@@ -344,6 +393,9 @@ fn record(
                 extra: {
                     let mut e = extra;
                     e["softirq_cores"] = json!(m.irq);
+                    if !m.aux.is_nan() {
+                        e["redis_cores"] = json!(m.aux);
+                    }
                     e
                 },
             });
@@ -355,7 +407,7 @@ fn record(
     }
 }
 
-fn hb_factory(sys: Sys, psk: Option<[u8; 32]>, depth: usize) -> Factory {
+pub fn hb_factory(sys: Sys, psk: Option<[u8; 32]>, depth: usize) -> Factory {
     match sys {
         Sys::Mosquitto => Arc::new(move |i| {
             boxed(MqttClient::new(
@@ -383,7 +435,15 @@ fn hb_factory(sys: Sys, psk: Option<[u8; 32]>, depth: usize) -> Factory {
 }
 
 /// Checks "`a` / `b` ≥ goal" on the round-by-round ratio.
-fn ratio_target(res: &mut Results, scen: &str, a: Sys, b: Sys, n: usize, goal: f64, what: &str) {
+pub fn ratio_target(
+    res: &mut Results,
+    scen: &str,
+    a: Sys,
+    b: Sys,
+    n: usize,
+    goal: f64,
+    what: &str,
+) {
     if let Some((r, per)) = res.ratio(scen, a.name(), b.name(), n) {
         let per: Vec<String> = per.iter().map(|x| format!("{x:.2}")).collect();
         let cpu = res
@@ -666,7 +726,7 @@ fn lat_summary(v: &mut [u64]) -> serde_json::Value {
     })
 }
 
-fn record_latency(
+pub fn record_latency(
     res: &mut Results,
     scenario: &'static str,
     sys: Sys,
@@ -700,6 +760,9 @@ fn record_latency(
             extra["latency"] = s.clone();
             extra["softirq_cores"] = json!(m.irq);
             extra["delivered_per_s"] = json!(m.rate);
+            if !m.aux.is_nan() {
+                extra["redis_cores"] = json!(m.aux);
+            }
             for (p, key) in [("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us")] {
                 res.add(Sample {
                     scenario,
@@ -801,13 +864,13 @@ pub fn push_sub(cfg: &Config, res: &mut Results) {
 }
 
 /// A minimal keep-alive HTTP/1.1 client for `POST /api/push`.
-struct Http {
+pub struct Http {
     s: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Http {
-    fn connect(addr: &str) -> Result<Http, String> {
+    pub fn connect(addr: &str) -> Result<Http, String> {
         let s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(30)))
@@ -816,7 +879,7 @@ impl Http {
     }
 
     /// Sends one request and returns the status code.
-    fn post(&mut self, token: &str, path: &str, body: &str) -> Result<u16, String> {
+    pub fn post(&mut self, token: &str, path: &str, body: &str) -> Result<u16, String> {
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -917,21 +980,42 @@ fn push_api_once(
     });
     run.open(Duration::from_secs(60))?;
     run.wait_ready(Duration::from_secs(120))?;
+    drive_pushes(cfg, run, &http, &token, n, cfg.rate, (t.pid, None))
+}
+
+/// One pusher's round trips, refusals and answers by status.
+type Pushed = (Vec<u64>, u64, BTreeMap<String, u64>);
+
+/// Pushes through the API at `http` at `rate`/s to the `push-{i}` agents
+/// of `run` (already ready), measures over `cfg.secs` after the warm-up,
+/// and stops the run: (CPU of `pids` = (server, helper), latencies,
+/// figures of the API side).
+pub fn drive_pushes(
+    cfg: &Config,
+    run: Run,
+    http: &str,
+    token: &str,
+    n: usize,
+    rate: u64,
+    pids: (Option<u32>, Option<u32>),
+) -> Result<(Meas, Vec<u64>, serde_json::Value), String> {
     run.shared.lat_from.store(u64::MAX, Ordering::Relaxed);
     run.go();
     let k = cfg.push_conns.max(1);
-    let interval = Duration::from_secs_f64(k as f64 / cfg.rate as f64);
+    let interval = Duration::from_secs_f64(k as f64 / rate.max(1) as f64);
     let total = Duration::from_secs_f64(cfg.warmup + cfg.secs);
     let t_start = Instant::now();
-    let pid = t.pid;
+    let (pid, aux) = pids;
     let measured = std::thread::scope(|scope| {
         let pushers: Vec<_> = (0..k)
             .map(|j| {
-                let (http, token) = (http.clone(), token.clone());
-                scope.spawn(move || -> Result<(Vec<u64>, u64), String> {
+                let (http, token) = (http.to_string(), token.to_string());
+                scope.spawn(move || -> Result<Pushed, String> {
                     let mut c = Http::connect(&http)?;
                     let mut rtt = Vec::new();
                     let mut refused = 0u64;
+                    // Answers by status, and "not sent" (no time left).
+                    let mut codes = BTreeMap::new();
                     let mut next = t_start + interval * j as u32 / k as u32;
                     let mut seq = j;
                     // Bounded: requests the API could not take in time
@@ -940,9 +1024,11 @@ fn push_api_once(
                     while next < t_start + total {
                         let now = Instant::now();
                         if now > give_up {
-                            refused += ((t_start + total - next).as_secs_f64()
+                            let left = ((t_start + total - next).as_secs_f64()
                                 / interval.as_secs_f64())
                                 as u64;
+                            refused += left;
+                            *codes.entry("not sent".to_string()).or_default() += left;
                             break;
                         }
                         if next > now {
@@ -959,44 +1045,50 @@ fn push_api_once(
                         if code != 202 {
                             refused += 1;
                         }
+                        *codes.entry(code.to_string()).or_default() += 1;
                         seq += k;
                         next += interval;
                     }
-                    Ok((rtt, refused))
+                    Ok((rtt, refused, codes))
                 })
             })
             .collect();
         sleep(cfg.warmup);
         run.shared.lat_from.store(now_ns(), Ordering::Relaxed);
-        let a = Snap::take(run.ops(), pid);
+        let a = Snap::take_with(run.ops(), pid, aux);
         sleep(cfg.secs);
-        let b = Snap::take(run.ops(), pid);
+        let b = Snap::take_with(run.ops(), pid, aux);
         let mut rtts = Vec::new();
         let mut refused = 0;
+        let mut codes: BTreeMap<String, u64> = BTreeMap::new();
         for p in pushers {
-            let (r, f) = p.join().map_err(|_| "pusher panicked".to_string())??;
+            let (r, f, c) = p.join().map_err(|_| "pusher panicked".to_string())??;
             rtts.extend(r);
             refused += f;
+            for (code, k) in c {
+                *codes.entry(code).or_default() += k;
+            }
         }
-        Ok::<_, String>((b.since(&a), rtts, refused))
+        Ok::<_, String>((b.since(&a), rtts, refused, codes))
     })?;
     // Let pushes still in flight arrive before the stop.
     sleep(0.2);
     run.check()?;
     let out = run.stop();
-    let (m, mut rtts, refused) = measured;
+    let (m, mut rtts, refused, codes) = measured;
     rtts.sort_unstable();
     let extra = json!({
-        "offered_per_s": cfg.rate,
+        "offered_per_s": rate,
         "agents": n,
         "api_connections": k,
         "api_refused": refused,
         "api_response_p50_us": pct(&rtts, 50.0) as f64 / 1e3,
         "api_response_p99_us": pct(&rtts, 99.0) as f64 / 1e3,
         "api_requests": rtts.len(),
+        "api_answers": codes,
     });
     eprintln!(
-        "    API: {} requests, {} refused, response p50 {:.0} µs p99 {:.0} µs",
+        "    API: {} requests, {} refused {codes:?}, response p50 {:.0} µs p99 {:.0} µs",
         rtts.len(),
         refused,
         pct(&rtts, 50.0) as f64 / 1e3,
@@ -1227,6 +1319,8 @@ pub fn agent(cfg: &Config, res: &mut Results) {
             compress: true,
             threads: cfg.master_threads,
             per_ip: None,
+            cluster: None,
+            heartbeat: None,
         })?;
         let mut a = procs::agent(&cfg.agent_bin, &m, &cfg.base)?;
         let pid = a.pid();
