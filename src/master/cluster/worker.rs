@@ -29,6 +29,8 @@ use crate::session::outbox::OverflowKind;
 
 /// Time allowed for connecting and for one Redis round trip.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Agents summarised per registry lock when the view is built.
+const VIEW_CHUNK: usize = 256;
 /// Claims confirmed (or acks written) per script call: bounds how long
 /// one call holds Redis (a script blocks every other client while it
 /// runs).
@@ -599,12 +601,19 @@ impl Worker {
             return;
         }
         let lease = lease_ms(self.c.lease);
-        // What this master holds, read in one short lock.
-        let (view, subs, missed) = {
+        // What this master holds, read in chunks of VIEW_CHUNK agents per
+        // lock: at 10,000 agents the whole view takes ~100 ms to build,
+        // which must not stall every connection task at once.
+        let mut view = Vec::new();
+        let mut missed = Vec::new();
+        let mut after: Option<Uuid> = None;
+        loop {
             let reg = self.reg();
-            let mut view = Vec::new();
-            let mut missed = Vec::new();
-            for a in reg.online_agents() {
+            let mut n = 0;
+            let from = after;
+            for a in reg.online_agents_after(from.as_ref()).take(VIEW_CHUNK) {
+                n += 1;
+                after = Some(a.uuid);
                 let mut j = crate::master::http::json_views::agent_json(a, &reg, false);
                 j["node"] = json!(self.c.node);
                 let v2 = a.version == Some(crate::proto::Version::V2);
@@ -617,20 +626,23 @@ impl Worker {
                 }
                 view.push(j);
             }
-            // Claims whose session ended without a Release reaching us.
-            let gone: Vec<Uuid> = self
-                .claims
+            if n < VIEW_CHUNK {
+                break;
+            }
+        }
+        // Claims whose session ended without a Release reaching us.
+        let gone: Vec<Uuid> = {
+            let reg = self.reg();
+            self.claims
                 .iter()
                 .filter(|(u, c)| reg.conn_of(u) != Some(c.conn))
                 .map(|(u, _)| *u)
-                .collect();
-            drop(reg);
-            for u in gone {
-                self.release(u);
-            }
-            (view, 0usize, missed)
+                .collect()
         };
-        let subs = subs + self.reg().subscriber_count();
+        for u in gone {
+            self.release(u);
+        }
+        let subs = self.reg().subscriber_count();
         let missed: Vec<Uuid> = missed
             .into_iter()
             .map(|(u, conn)| {

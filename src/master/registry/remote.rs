@@ -174,9 +174,16 @@ impl Registry {
         }
     }
 
-    /// The online agents, for the cluster's view of this master.
-    pub fn online_agents(&self) -> impl Iterator<Item = &Agent> {
-        self.agents.values().filter(|a| a.online()).map(|a| &**a)
+    /// The online agents after `after` in uuid order (all from the first
+    /// when `None`), for the cluster's view of this master, built a chunk
+    /// per lock.
+    pub fn online_agents_after(&self, after: Option<&Uuid>) -> impl Iterator<Item = &Agent> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.agents
+            .range((from, Bound::Unbounded))
+            .map(|(_, a)| &**a)
+            .filter(|a| a.online())
     }
 
     /// Whether `ev` is a v2 join (the cluster claims those).
@@ -187,5 +194,46 @@ impl Registry {
             return None;
         }
         Some((*u, a.conn.as_ref()?.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::tests::{addr, peer};
+    use super::*;
+    use crate::master::conn_handle::ConnHandle;
+    use crate::session::outbox::OutboxLimits;
+
+    #[test]
+    fn online_agents_walked_in_chunks_by_cursor() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        for (i, name) in ["e", "a", "d", "b", "c"].iter().enumerate() {
+            let h = ConnHandle::new(i as u64 + 1);
+            r.conn_opened(h);
+            r.joined(i as u64 + 1, &peer(name, ""), addr(), t, 0);
+        }
+        // "d" goes offline: skipped, but the walk goes on past it.
+        r.agents
+            .get_mut(&Uuid::from_text("d").unwrap())
+            .unwrap()
+            .conn = None;
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let chunk: Vec<Uuid> = r
+                .online_agents_after(after.as_ref())
+                .take(2)
+                .map(|a| a.uuid)
+                .collect();
+            after = chunk.last().copied();
+            seen.extend(chunk.iter().map(|u| u.to_string()));
+            if chunk.len() < 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, ["a", "b", "c", "e"]);
     }
 }
