@@ -3,12 +3,12 @@
 //! A master started with `--cluster redis://…` runs two threads of its
 //! own besides the executor, each with one blocking Redis connection (the
 //! way the push log has its thread: no Redis I/O on executor threads):
-//! - the **worker** ([`worker`]) owns this master's claims on its agents
+//! - the **worker** (`worker.rs`) owns this master's claims on its agents
 //!   and does every write: claims on join, one batched refresh per tick
 //!   (owner leases, this master's record and view, the other masters'
 //!   views read back), pushes accepted here, acks, reports for other
 //!   masters' subscribers;
-//! - the **listener** ([`listen`]) is subscribed to this master's channel
+//! - the **listener** (`listen.rs`) is subscribed to this master's channel
 //!   (`kick`, `push` notes) and to the fan-out channel, and turns what
 //!   arrives into jobs for the worker or fan-out to local subscribers.
 //!
