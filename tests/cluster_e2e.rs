@@ -258,6 +258,20 @@ fn every_master_lists_every_agent_with_its_node() {
         text.contains("edge_gw_cluster_node_agents{node=\"m2\"} 10"),
         "{text}"
     );
+    // Every agent of the cluster, each with the master holding it.
+    let up: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("edge_gw_agent_up{") && l.ends_with(" 1"))
+        .collect();
+    assert_eq!(up.len(), 30, "{up:?}");
+    assert!(
+        up.contains(&"edge_gw_agent_up{uuid=\"a04\",group=\"\",node=\"m1\"} 1"),
+        "{up:?}"
+    );
+    assert!(
+        up.contains(&"edge_gw_agent_up{uuid=\"a03\",group=\"\",node=\"m0\"} 1"),
+        "{up:?}"
+    );
 }
 
 #[test]

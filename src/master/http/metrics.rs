@@ -336,13 +336,18 @@ pub fn render(m: &Master) -> String {
             |a| Some(a.outbox.len() as f64),
         ),
     ];
+    // In a cluster every agent is shown, each with the master holding it
+    // (`node`): this master's from the registry, the others' from the
+    // views they publish (no offline ones: those are their masters').
+    let remote = RemoteAgents::of(m, &reg);
     for (name, help, f) in gauges {
         o.head(name, "gauge", help);
         for a in reg.agents() {
             if let Some(v) = f(a) {
-                o.val(name, &agent_labels(a), v);
+                o.val(name, &remote.labels(a), v);
             }
         }
+        remote.gauge(&mut o, name);
     }
     o.head(
         "edge_gw_agent_custom",
@@ -356,7 +361,7 @@ pub fn render(m: &Master) -> String {
         for (key, value) in &report.health.custom {
             // Prometheus samples are numbers; text values stay in the API.
             if let Ok(v) = value.trim().parse::<f64>() {
-                let labels = format!("{},key=\"{}\"", agent_labels(a), esc(key));
+                let labels = format!("{},key=\"{}\"", remote.labels(a), esc(key));
                 o.val("edge_gw_agent_custom", &labels, v);
             }
         }
@@ -369,10 +374,11 @@ pub fn render(m: &Master) -> String {
     for a in reg.agents() {
         o.val(
             "edge_gw_agent_reports_total",
-            &agent_labels(a),
+            &remote.labels(a),
             a.stats.reports,
         );
     }
+    remote.gauge(&mut o, "edge_gw_agent_reports_total");
     o.one(
         "edge_gw_legacy_agents_forgotten_total",
         "counter",
@@ -582,6 +588,84 @@ fn budget_metrics(o: &mut Out, b: &crate::master::budget::MemoryBudget) {
 }
 
 /// The `uuid` and `group` labels of an agent's series.
+/// The agents other masters of a cluster hold, as their views show them,
+/// and the `node` label of this master's own; empty without a cluster.
+struct RemoteAgents {
+    /// `,node="NAME"` for this master's agents ("" standalone).
+    node_label: String,
+    /// Online elsewhere, not online here: (labels, summary).
+    agents: Vec<(String, serde_json::Value)>,
+}
+
+impl RemoteAgents {
+    fn of(m: &Master, reg: &crate::master::registry::Registry) -> RemoteAgents {
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &m.cluster {
+            let agents = c
+                .view()
+                .agents
+                .iter()
+                .filter(|(u, _)| {
+                    !crate::proto::Uuid::from_text(u)
+                        .and_then(|u| reg.agent(&u))
+                        .is_some_and(|a| a.online())
+                })
+                .map(|(u, a)| {
+                    let labels = format!(
+                        "uuid=\"{}\",group=\"{}\",node=\"{}\"",
+                        esc(u),
+                        esc(a["group"].as_str().unwrap_or("")),
+                        esc(a["node"].as_str().unwrap_or(""))
+                    );
+                    (labels, a.clone())
+                })
+                .collect();
+            return RemoteAgents {
+                node_label: format!(",node=\"{}\"", esc(&c.node)),
+                agents,
+            };
+        }
+        let _ = (m, reg);
+        RemoteAgents {
+            node_label: String::new(),
+            agents: Vec::new(),
+        }
+    }
+
+    /// The labels of one of this master's agents.
+    fn labels(&self, a: &Agent) -> String {
+        format!("{}{}", agent_labels(a), self.node_label)
+    }
+
+    /// The other masters' agents' samples of the per-agent family `name`,
+    /// from their summaries (the same rounding as this master's).
+    fn gauge(&self, o: &mut Out, name: &str) {
+        for (labels, a) in &self.agents {
+            let p = &a["latest"];
+            let v = match name {
+                "edge_gw_agent_up" => Some(1.0),
+                "edge_gw_agent_cpu_ratio" => p["cpu"].as_f64().map(|x| (x * 10.0).round() / 1000.0),
+                "edge_gw_agent_memory_used_ratio" => {
+                    p["mem"].as_f64().map(|x| (x * 1000.0).round() / 100_000.0)
+                }
+                "edge_gw_agent_load1" => p["load1"].as_f64().map(|x| (x * 100.0).round() / 100.0),
+                "edge_gw_agent_network_receive_bytes_per_second" => {
+                    p["rx_bps"].as_f64().map(f64::round)
+                }
+                "edge_gw_agent_network_transmit_bytes_per_second" => {
+                    p["tx_bps"].as_f64().map(f64::round)
+                }
+                "edge_gw_agent_push_queue_messages" => a["pushes_queued"].as_f64(),
+                "edge_gw_agent_reports_total" => a["counters"]["reports"].as_f64(),
+                _ => None,
+            };
+            if let Some(v) = v {
+                o.val(name, labels, v);
+            }
+        }
+    }
+}
+
 fn agent_labels(a: &Agent) -> String {
     format!(
         "uuid=\"{}\",group=\"{}\"",
