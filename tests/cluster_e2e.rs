@@ -345,7 +345,12 @@ fn pushes_pending_on_a_killed_master_are_delivered_once_by_the_survivors() {
         c["nodes"]
             .as_array()?
             .iter()
-            .any(|n| n["name"] == "m2" && n["alive"] == false)
+            .any(|n| {
+                // Gone, with when it was last seen.
+                n["name"] == "m2"
+                    && n["alive"] == false
+                    && n["last_seen_unix_ms"].as_u64() > Some(0)
+            })
             .then_some(())
     });
 }

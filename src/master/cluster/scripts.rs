@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `egw:epoch` | int | session epochs, one per claim | — |
 //! | `egw:owner:{uuid}` | string `"NODE EPOCH"` | which master holds the agent | lease |
-//! | `egw:nodes` | set | every master that ever joined | — |
+//! | `egw:nodes` | hash | every master seen in the last day → when it was last seen (Unix ms) | — (entries older than a day are removed) |
 //! | `egw:node:{name}` | JSON | a live master: load, HTTP address | lease |
 //! | `egw:view:{name}` | JSON | the agents a master holds, summarised | lease |
 //! | `egw:push:seq` | int | push ids (started at Unix ms × 1000) | — |
@@ -47,7 +47,7 @@ pub fn view_key(node: &str) -> String {
 /// Channel carrying reports to other masters' subscribers.
 pub const FANOUT_CHANNEL: &str = "egw:fanout";
 
-/// Set of every master that joined.
+/// Hash of every master seen in the last day: name → last seen, Unix ms.
 pub const NODES_KEY: &str = "egw:nodes";
 
 /// Push id counter.

@@ -29,6 +29,8 @@ use crate::session::outbox::OverflowKind;
 
 /// Time allowed for connecting and for one Redis round trip.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A master not seen for this long leaves the list of masters.
+const FORGET_NODE_MS: u64 = 24 * 3600 * 1000;
 /// Agents summarised per registry lock when the view is built.
 const VIEW_CHUNK: usize = 256;
 /// Claims confirmed (or acks written) per script call: bounds how long
@@ -703,34 +705,56 @@ impl Worker {
         let node_key = scripts::node_key(&self.c.node);
         let view_key = scripts::view_key(&self.c.node);
         let t0 = Instant::now();
-        let r: redis::RedisResult<((), (), (), Vec<String>)> = redis::pipe()
+        let now_ms = crate::os::unix_ms();
+        let r: redis::RedisResult<((), (), (), BTreeMap<String, u64>)> = redis::pipe()
             .cmd("SET")
             .arg(&node_key)
             .arg(record.to_string())
             .arg("PX")
             .arg(lease)
-            .cmd("SADD")
+            .cmd("HSET")
             .arg(NODES_KEY)
             .arg(&self.c.node)
+            .arg(now_ms)
             .cmd("SET")
             .arg(&view_key)
             .arg(Value::Array(view).to_string())
             .arg("PX")
             .arg(lease)
-            .cmd("SMEMBERS")
+            .cmd("HGETALL")
             .arg(NODES_KEY)
             .query(con);
-        let mut nodes = match r {
+        let nodes = match r {
             Ok((_, _, _, n)) => n,
             Err(e) => return self.failed(&e, "refresh"),
         };
         let rtt = t0.elapsed();
-        nodes.sort();
-        let others: Vec<&String> = nodes.iter().filter(|n| **n != self.c.node).collect();
+        // Masters gone for longer than FORGET_NODE_MS leave the list (any
+        // master may do it; a master that comes back adds itself again).
+        let forget: Vec<&String> = nodes
+            .iter()
+            .filter(|(n, seen)| {
+                **n != self.c.node && now_ms.saturating_sub(**seen) > FORGET_NODE_MS
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if !forget.is_empty() {
+            let r: redis::RedisResult<()> =
+                redis::cmd("HDEL").arg(NODES_KEY).arg(&forget).query(con);
+            if let Err(e) = r {
+                return self.failed(&e, "refresh");
+            }
+            log::info!("cluster: forgot masters gone for over a day: {forget:?}");
+        }
+        let others: Vec<(&String, u64)> = nodes
+            .iter()
+            .filter(|(n, _)| **n != self.c.node && !forget.contains(n))
+            .map(|(n, seen)| (n, *seen))
+            .collect();
         let mut fleet = FleetView::default();
         if !others.is_empty() {
             let mut p = redis::pipe();
-            for n in &others {
+            for (n, _) in &others {
                 p.cmd("GET").arg(scripts::node_key(n));
                 p.cmd("GET").arg(scripts::view_key(n));
             }
@@ -740,14 +764,14 @@ impl Worker {
                 Err(e) => return self.failed(&e, "refresh"),
             };
             let mut agents: BTreeMap<String, Value> = BTreeMap::new();
-            for (n, pair) in others.iter().zip(got.chunks(2)) {
+            for ((n, seen), pair) in others.iter().zip(got.chunks(2)) {
                 let info = pair[0]
                     .as_deref()
                     .and_then(|s| serde_json::from_str::<Value>(s).ok());
                 fleet.nodes.push(NodeView {
                     name: (*n).clone(),
                     alive: info.is_some(),
-                    info: info.unwrap_or(Value::Null),
+                    info: info.unwrap_or_else(|| json!({ "last_seen_unix_ms": seen })),
                 });
                 let list = pair
                     .get(1)

@@ -82,8 +82,9 @@ pub fn cluster(m: &Master) -> Value {
                 let mut j = if n.info.is_object() {
                     n.info.clone()
                 } else {
-                    json!({ "name": n.name })
+                    json!({})
                 };
+                j["name"] = json!(n.name);
                 j["alive"] = json!(n.alive);
                 j
             })
