@@ -381,6 +381,12 @@ fn redis_restarted_with_pushes_pending_loses_none() {
     let ids: Vec<u64> = (0..6)
         .map(|i| push(f.m(1), "slow", &format!("{i}")).unwrap())
         .collect();
+    // The accepting master shows the last one pending for its target,
+    // though the agent is on the other master (Redis knows).
+    let st = f.m(1).get(&format!("/api/pushes/{}", ids[5]));
+    assert_eq!(st["source"], "cluster", "{st}");
+    assert_eq!(st["targets"][0]["uuid"], "slow", "{st}");
+    assert_eq!(st["targets"][0]["state"], "queued", "{st}");
     redis.kill();
     redis.restart();
     for m in [f.m(0), f.m(1)] {

@@ -66,6 +66,8 @@ pub(crate) enum Job {
     Fetch(Uuid),
     /// The listener (re)connected: notes may have been missed.
     Resync,
+    /// A push's state in Redis, for `GET /api/pushes/{id}`.
+    Status(u64, smol::channel::Sender<Option<Value>>),
 }
 
 /// A push for the worker to make durable in Redis.
@@ -263,6 +265,19 @@ impl Cluster {
         rx.recv()
             .await
             .unwrap_or_else(|_| Err(PushError::Unavailable("the cluster thread stopped".into())))
+    }
+
+    /// A push's state across the cluster, from Redis: `None` when Redis
+    /// does not know it (unknown, delivered everywhere, or Redis away).
+    pub async fn push_status(&self, id: u64) -> Option<Value> {
+        if !self.up() {
+            return None;
+        }
+        let (tx, rx) = smol::channel::bounded(1);
+        if !self.send(Job::Status(id, tx), "status") {
+            return None;
+        }
+        rx.recv().await.ok().flatten()
     }
 
     /// Uuids the other masters hold that `to` names (`*`, `group:NAME` or

@@ -11,7 +11,7 @@
 //! | `egw:node:{name}` | JSON | a live master: load, HTTP address | lease |
 //! | `egw:view:{name}` | JSON | the agents a master holds, summarised | lease |
 //! | `egw:push:seq` | int | push ids (started at Unix ms × 1000) | — |
-//! | `egw:push:{id}` | hash | sender, group, body, len, left (targets) | — |
+//! | `egw:push:{id}` | hash | sender, group, body, len, at, targets (newline-separated), left | deleted once every target acked |
 //! | `egw:pending:{uuid}` | list | push ids not yet acked by the agent | — |
 //! | `egw:pbytes:{uuid}` | int | body bytes pending for the agent | — |
 //!
@@ -136,8 +136,12 @@ for i = 8, #ARGV do
   end
 end
 local id = string.format('%.0f', redis.call('INCR', 'egw:push:seq'))
+local targets = {}
+for i = 8, #ARGV do
+  table.insert(targets, ARGV[i])
+end
 redis.call('HSET', 'egw:push:' .. id, 'sender', ARGV[4], 'group', ARGV[5], 'body', ARGV[6],
-  'len', ARGV[3], 'left', #ARGV - 7, 'at', ARGV[7])
+  'len', ARGV[3], 'left', #ARGV - 7, 'at', ARGV[7], 'targets', table.concat(targets, '\n'))
 for i = 8, #ARGV do
   local u = ARGV[i]
   redis.call('RPUSH', 'egw:pending:' .. u, id)
@@ -174,6 +178,26 @@ for _, id in ipairs(ids) do
     else
       redis.call('LREM', l, 0, id)
     end
+  end
+end
+return out
+";
+
+/// A push's state: when it was accepted, then each target and whether it
+/// is still pending (`queued`) or acked (`delivered`). Empty when the
+/// record is gone (unknown id, or acked by every target). ARGV: id.
+pub const STATUS: &str = r"
+local h = redis.call('HMGET', 'egw:push:' .. ARGV[1], 'at', 'targets')
+if not h[2] then
+  return {}
+end
+local out = {h[1] or '0'}
+for t in string.gmatch(h[2], '[^\n]+') do
+  table.insert(out, t)
+  if redis.call('LPOS', 'egw:pending:' .. t, ARGV[1]) then
+    table.insert(out, 'queued')
+  else
+    table.insert(out, 'delivered')
   end
 end
 return out

@@ -54,6 +54,7 @@ struct Scripts {
     accept: redis::Script,
     fetch: redis::Script,
     ack: redis::Script,
+    status: redis::Script,
 }
 
 /// The worker thread's state.
@@ -125,6 +126,7 @@ impl Worker {
                 accept: redis::Script::new(scripts::ACCEPT),
                 fetch: redis::Script::new(scripts::FETCH),
                 ack: redis::Script::new(scripts::ACK),
+                status: redis::Script::new(scripts::STATUS),
             },
         }
     }
@@ -310,7 +312,34 @@ impl Worker {
                 }
             }
             Job::Resync => {}
+            Job::Status(id, reply) => {
+                let _ = reply.try_send(self.status(id));
+            }
         }
+    }
+
+    /// A push's state in Redis as `GET /api/pushes/{id}` shows it.
+    fn status(&mut self, id: u64) -> Option<Value> {
+        let con = self.con.as_mut()?;
+        let r: redis::RedisResult<Vec<String>> = self.scripts.status.arg(id).invoke(con);
+        let flat = match r {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed(&e, "status");
+                return None;
+            }
+        };
+        let (at, rest) = flat.split_first()?;
+        let targets: Vec<Value> = rest
+            .chunks_exact(2)
+            .map(|t| json!({ "uuid": t[0], "state": t[1] }))
+            .collect();
+        Some(json!({
+            "id": id,
+            "accepted_unix_ms": at.parse::<u64>().ok(),
+            "targets": targets,
+            "source": "cluster",
+        }))
     }
 
     /// Claims `us` in Redis (a new epoch each), in pipelines of

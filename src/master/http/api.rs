@@ -49,6 +49,11 @@ pub(super) async fn answer(m: &Master, r: &Request, method: &str) -> Reply {
             let Ok(id) = id.parse::<u64>() else {
                 return Reply::error(400, "push id must be a number");
             };
+            // In a cluster the push's targets may be on any master:
+            // Redis knows them all while any is pending.
+            if let Some(view) = cluster_view::push_status(m, id).await {
+                return Reply::json(200, &view);
+            }
             let reg = m.lock_registry();
             match super::push_view::push_json(&reg, id) {
                 Some(view) => Reply::json(200, &view),

@@ -125,6 +125,18 @@ pub fn resolve_elsewhere(m: &Master, to: &str) -> Vec<Uuid> {
     Vec::new()
 }
 
+/// A push's state across the cluster (from Redis), when this master is
+/// in one and Redis knows the push; `None` otherwise (the caller falls
+/// back to this master's own view).
+pub async fn push_status(m: &Master, id: u64) -> Option<Value> {
+    #[cfg(feature = "cluster")]
+    if let Some(c) = &m.cluster {
+        return c.push_status(id).await;
+    }
+    let _ = (m, id);
+    None
+}
+
 /// The master holding `uuid` elsewhere in the cluster, and its HTTP
 /// address, for an answer that sends the operator there.
 pub fn held_elsewhere(m: &Master, uuid: &str) -> Option<(String, String)> {

@@ -504,7 +504,9 @@ fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
         o,
         "edge_gw_cluster_dropped_total",
         "Cluster jobs dropped (queue full or Redis away), by kind.",
-        &["claim", "release", "acks", "reports", "push", "note"],
+        &[
+            "claim", "release", "acks", "reports", "push", "note", "status",
+        ],
         &st.dropped,
     );
     o.one(
