@@ -24,6 +24,8 @@ use crate::session::{CloseInfo, Entropy};
 
 /// Connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a host name's addresses.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A write stalled this long ends the session.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -217,9 +219,7 @@ pub const RELOADING: &str = "agent reloading its settings";
 /// Resolves (every attempt: the master's address may change) and connects
 /// to the first address that answers.
 async fn connect(master: &str) -> Result<(Async<TcpStream>, SocketAddr), String> {
-    let addrs = smol::net::resolve(master)
-        .await
-        .map_err(|e| format!("cannot resolve {master}: {e}"))?;
+    let addrs = resolve(master).await?;
     let mut last = format!("{master} resolved to no address");
     for a in addrs {
         let c = async { Some(Async::<TcpStream>::connect(a).await) };
@@ -242,6 +242,48 @@ async fn connect(master: &str) -> Result<(Async<TcpStream>, SocketAddr), String>
         }
     }
     Err(last)
+}
+
+/// The master's addresses. A literal `IP:PORT` (what most router configs
+/// carry) is used as is, with no resolver at all; a name goes to the C
+/// library's resolver (`getaddrinfo`, which reads `/etc/hosts` and
+/// `/etc/resolv.conf`) on a thread of its own, so that a slow DNS server
+/// never stalls the agent's one executor thread. One short-lived thread
+/// per attempt instead of smol's `resolve`, whose `blocking` thread pool
+/// is more machinery than one lookup every few seconds needs.
+async fn resolve(master: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = master.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (tx, rx) = smol::channel::bounded(1);
+    let name = master.to_string();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        // musl's resolver keeps its buffers (a few KiB) on the stack.
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            use std::net::ToSocketAddrs;
+            let r = name.to_socket_addrs().map(Iterator::collect::<Vec<_>>);
+            // The receiver is gone when the attempt was given up: fine.
+            let _ = tx.send_blocking(r);
+        })
+        .map_err(|e| format!("cannot resolve {master}: no thread for the lookup: {e}"))?;
+    // The resolver bounds itself (resolv.conf's timeout and attempts), but
+    // the loop must not depend on that: a lookup left behind finishes on
+    // its own thread and its answer is dropped.
+    let answer = async { rx.recv().await.ok() };
+    let limit = async {
+        Timer::after(RESOLVE_TIMEOUT).await;
+        None
+    };
+    match answer.or(limit).await {
+        Some(Ok(addrs)) => Ok(addrs),
+        Some(Err(e)) => Err(format!("cannot resolve {master}: {e}")),
+        None => Err(format!(
+            "cannot resolve {master}: no answer within {} s",
+            RESOLVE_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// One session on a connected stream; returns why it ended and whether it
@@ -547,4 +589,48 @@ pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
         ("tx_bytes", J::UInt(tx)),
         ("dropped", J::UInt(u64::from(r.dropped))),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_literal_address_needs_no_lookup() {
+        // Ready on the first poll: no thread, no resolver.
+        for (text, want) in [("192.0.2.7:9503", "192.0.2.7:9503"), ("[::1]:9", "[::1]:9")] {
+            let first = smol::block_on(smol::future::poll_once(resolve(text)));
+            let want: SocketAddr = want.parse().unwrap();
+            assert_eq!(first, Some(Ok(vec![want])), "{text}");
+        }
+    }
+
+    #[test]
+    fn connects_to_a_literal_address_and_to_a_name() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        smol::block_on(async {
+            let (_, addr) = connect(&format!("127.0.0.1:{port}")).await.unwrap();
+            assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], port)));
+            // `localhost` may list ::1 first, where nothing listens: the
+            // next address answers.
+            let (_, addr) = connect(&format!("localhost:{port}")).await.unwrap();
+            assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], port)));
+        });
+        // Nothing listens any more: an error that names the address.
+        drop(listener);
+        let e = smol::block_on(connect(&format!("127.0.0.1:{port}"))).unwrap_err();
+        assert!(e.starts_with(&format!("127.0.0.1:{port}: ")), "{e}");
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_an_error() {
+        // `.invalid` never resolves (RFC 6761); bounded by RESOLVE_TIMEOUT.
+        let e = smol::block_on(resolve("no-such-host.invalid:9503")).unwrap_err();
+        assert!(
+            e.starts_with("cannot resolve no-such-host.invalid:9503: "),
+            "{e}"
+        );
+    }
 }

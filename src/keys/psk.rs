@@ -64,7 +64,7 @@ impl Psk {
     /// cryptographic digest. It reveals 32 bits of information about the
     /// key, which leaves well over 200 unknown bits, so it is safe to log.
     pub fn fingerprint(&self) -> String {
-        format!("{:08x}", crc32fast::hash(&self.0))
+        format!("{:08x}", crate::proto::crc::crc32(&self.0))
     }
 }
 

@@ -90,8 +90,9 @@ impl fmt::Debug for Ephemeral {
     }
 }
 
-/// snow's primitives (X25519, ChaCha20-Poly1305, SHA-256 from its default
-/// resolver) with the caller's [`Ephemeral`] as the only random source.
+/// snow's primitives (X25519 and ChaCha20-Poly1305 from its default
+/// resolver, SHA-256 from the same `sha2` crate through [`Sha256`]) with the
+/// caller's [`Ephemeral`] as the only random source.
 struct CallerRandom(Ephemeral);
 
 impl snow::resolvers::CryptoResolver for CallerRandom {
@@ -107,7 +108,13 @@ impl snow::resolvers::CryptoResolver for CallerRandom {
         &self,
         choice: &snow::params::HashChoice,
     ) -> Option<Box<dyn snow::types::Hash>> {
-        snow::resolvers::DefaultResolver.resolve_hash(choice)
+        // Not the default resolver's: that one would also link SHA-512 (and
+        // any other hash snow is built with) into every binary, ~23 KB on a
+        // MIPS router, for a protocol name that only ever says SHA256.
+        match choice {
+            snow::params::HashChoice::SHA256 => Some(Box::new(Sha256::default())),
+            _ => None,
+        }
     }
 
     fn resolve_cipher(
@@ -115,6 +122,42 @@ impl snow::resolvers::CryptoResolver for CallerRandom {
         choice: &snow::params::CipherChoice,
     ) -> Option<Box<dyn snow::types::Cipher>> {
         snow::resolvers::DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// SHA-256 for snow: the `sha2` crate's, exactly as snow's own (private)
+/// `HashSHA256` wraps it; HMAC and HKDF are snow's trait defaults.
+#[derive(Default)]
+struct Sha256(sha2::Sha256);
+
+impl snow::types::Hash for Sha256 {
+    fn name(&self) -> &'static str {
+        "SHA256"
+    }
+
+    fn block_len(&self) -> usize {
+        64
+    }
+
+    fn hash_len(&self) -> usize {
+        32
+    }
+
+    fn reset(&mut self) {
+        self.0 = sha2::Sha256::default();
+    }
+
+    fn input(&mut self, data: &[u8]) {
+        sha2::Digest::update(&mut self.0, data);
+    }
+
+    fn result(&mut self, out: &mut [u8]) {
+        // snow hands a buffer of its largest hash length; zip instead of
+        // indexing, so a shorter one could never panic.
+        let digest = sha2::Digest::finalize_reset(&mut self.0);
+        for (o, d) in out.iter_mut().zip(digest.iter()) {
+            *o = *d;
+        }
     }
 }
 
@@ -470,5 +513,96 @@ mod tests {
             (m1, m2, body, tag)
         };
         assert_eq!(run(), run());
+    }
+
+    /// [`CallerRandom`] with snow's own default resolver for the hash: the
+    /// reference [`Sha256`] must match.
+    struct DefaultHash(Ephemeral);
+
+    impl snow::resolvers::CryptoResolver for DefaultHash {
+        fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+            CallerRandom(self.0).resolve_rng()
+        }
+        fn resolve_dh(&self, c: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+            snow::resolvers::DefaultResolver.resolve_dh(c)
+        }
+        fn resolve_hash(&self, c: &snow::params::HashChoice) -> Option<Box<dyn snow::types::Hash>> {
+            snow::resolvers::DefaultResolver.resolve_hash(c)
+        }
+        fn resolve_cipher(
+            &self,
+            c: &snow::params::CipherChoice,
+        ) -> Option<Box<dyn snow::types::Cipher>> {
+            snow::resolvers::DefaultResolver.resolve_cipher(c)
+        }
+    }
+
+    #[test]
+    fn sha256_only_resolver_matches_snows_default_byte_for_byte() {
+        use snow::resolvers::CryptoResolver;
+        use snow::types::Hash;
+        // The hash alone: a FIPS 180-2 vector, and HMAC/HKDF against snow's.
+        let mut ours = Sha256::default();
+        ours.input(b"abc");
+        let mut d = [0u8; 64];
+        ours.result(&mut d);
+        assert_eq!(
+            d[..32],
+            [
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+                0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+                0xf2, 0x00, 0x15, 0xad
+            ]
+        );
+        let mut theirs = snow::resolvers::DefaultResolver
+            .resolve_hash(&snow::params::HashChoice::SHA256)
+            .unwrap();
+        let (mut a, mut b) = ([[0u8; 64]; 3], [[0u8; 64]; 3]);
+        let [a1, a2, a3] = &mut a;
+        ours.hkdf(&[7; 32], b"ikm", 3, a1, a2, a3);
+        let [b1, b2, b3] = &mut b;
+        theirs.hkdf(&[7; 32], b"ikm", 3, b1, b2, b3);
+        assert_eq!(a, b);
+        assert_ne!(a[0], [0u8; 64]);
+
+        // A whole handshake and the first sealed frame.
+        let run = |with_default_hash: bool| {
+            let build = |eph: Ephemeral, initiator: bool| {
+                let mut prologue = [0u8; PROLOGUE_TAG.len() + 33];
+                prologue[..PROLOGUE_TAG.len()].copy_from_slice(PROLOGUE_TAG);
+                prologue[PROLOGUE_TAG.len()..].copy_from_slice(&uuid().0);
+                let resolver: Box<dyn CryptoResolver + Send> = if with_default_hash {
+                    Box::new(DefaultHash(eph))
+                } else {
+                    Box::new(CallerRandom(eph))
+                };
+                let b = snow::Builder::with_resolver(NOISE_PARAMS.parse().unwrap(), resolver)
+                    .psk(0, &[5; 32])
+                    .unwrap()
+                    .prologue(&prologue)
+                    .unwrap();
+                let state = if initiator {
+                    b.build_initiator()
+                } else {
+                    b.build_responder()
+                }
+                .unwrap();
+                Handshake { state, initiator }
+            };
+            let mut i = build(e(1), true);
+            let mut r = build(e(2), false);
+            let m1 = i.write(b"hello").unwrap();
+            assert_eq!(r.read(&m1).unwrap(), b"hello");
+            let m2 = r.write(b"welcome").unwrap();
+            i.read(&m2).unwrap();
+            let mut t = i.finish().unwrap();
+            let mut body = b"report".to_vec();
+            let tag = t.send.seal_in_place(b"h", &mut body).unwrap();
+            (m1, m2, body, tag)
+        };
+        assert_eq!(run(false), run(true));
+        // And `Handshake` itself uses the SHA-256-only resolver.
+        let mut i = Handshake::initiator(&[5; 32], &uuid(), e(1)).unwrap();
+        assert_eq!(i.write(b"hello").unwrap(), run(true).0);
     }
 }

@@ -184,7 +184,7 @@ fn frame(
 pub fn mark_handshake(bytes: &mut [u8]) {
     if bytes.len() >= HEADER_LEN {
         bytes[2] = 1;
-        let crc = crc32fast::hash(&bytes[0..8]);
+        let crc = super::crc::crc32(&bytes[0..8]);
         bytes[8..12].copy_from_slice(&crc.to_le_bytes());
     }
 }

@@ -226,7 +226,7 @@ impl Header {
         out[2] = u8::from(self.cipher);
         out[3] = u8::from(self.compress);
         out[4..8].copy_from_slice(&self.length.to_le_bytes());
-        let crc = crc32fast::hash(&out[0..8]);
+        let crc = super::crc::crc32(&out[0..8]);
         out[8..12].copy_from_slice(&crc.to_le_bytes());
         out[12..].copy_from_slice(&self.uuid.0);
         out
@@ -239,7 +239,7 @@ impl Header {
     pub fn parse(b: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, FrameError> {
         let length = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         let crc = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        let computed = crc32fast::hash(&b[0..8]);
+        let computed = super::crc::crc32(&b[0..8]);
         if crc != computed {
             return Err(FrameError::BadCrc {
                 expected: computed,
@@ -306,7 +306,7 @@ mod tests {
             ("0105000049000000", 0x1dace7e7),
             ("0107000049000000", 0x8a33f6ce),
         ] {
-            assert_eq!(crc32fast::hash(&hex(bytes)), crc, "{bytes}");
+            assert_eq!(crate::proto::crc::crc32(&hex(bytes)), crc, "{bytes}");
         }
         // And the encoder produces exactly that header: a 45-byte heartbeat.
         let h = Header {

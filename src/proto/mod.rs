@@ -8,6 +8,7 @@
 //! bodies, [`v2`]).
 
 pub mod compress;
+pub mod crc;
 pub mod crypto;
 pub mod decoder;
 pub mod error;

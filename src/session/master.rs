@@ -762,7 +762,7 @@ impl MasterSession {
             }
         };
         let mut peer = self.peer_from(uuid, &hello, true);
-        peer.key_id = crc32fast::hash(&psk);
+        peer.key_id = crate::proto::crc::crc32(&psk);
         self.peer = Some(peer.clone());
         // The Welcome is a Noise message, not an AEAD frame: encode plain
         // and set the cipher flag to say "handshake".
