@@ -13,9 +13,7 @@
 
 use std::process::ExitCode;
 
-use edge_gw::cli::{
-    Action, Command, completions, exit, logging, manpage, manual, output, parse, roles, subcommands,
-};
+use edge_gw::cli::{Action, Command, exit, logging, manual, output, parse, roles, subcommands};
 
 fn main() -> ExitCode {
     let command = match parse::parse_env() {
@@ -25,8 +23,8 @@ fn main() -> ExitCode {
     match command {
         Command::Help(mode) => output::print_stdout(&manual::help_for(mode)),
         Command::Version => output::print_stdout(&manual::version_text()),
-        Command::Completions(shell) => output::print_stdout(&completions::script(shell)),
-        Command::Manpage => output::print_stdout(&manpage::roff()),
+        Command::Completions(shell) => roles::completions(shell),
+        Command::Manpage => roles::manpage(),
         Command::Run {
             level,
             verbosity,

@@ -6,10 +6,18 @@
 //! subcommand on the line), then completes the value of the option just
 //! typed (files, directories, users, commands or a list of words) or the
 //! options of that mode.
+//!
+//! The scripts are made only in builds with the master (servers and
+//! desktops, where shells complete); a router's agent-only build keeps the
+//! bytes (`board/README.md`) and answers with exit status 3.
 
+#[cfg(feature = "master")]
 use std::fmt::Write;
 
-use super::flags::{FLAGS, Flag, MODES, SHELLS, Value, flags_of, subcommands};
+#[cfg(any(feature = "master", doc))]
+use super::flags::SHELLS;
+#[cfg(feature = "master")]
+use super::flags::{FLAGS, Flag, MODES, Value, flags_of, subcommands};
 
 /// A shell `edge-gw completions` writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +43,7 @@ impl Shell {
 }
 
 /// The completion script for `shell`.
+#[cfg(feature = "master")]
 pub fn script(shell: Shell) -> String {
     match shell {
         Shell::Bash => bash(),
@@ -44,6 +53,7 @@ pub fn script(shell: Shell) -> String {
 }
 
 /// The names of `flags`, space-separated, with the short forms.
+#[cfg(feature = "master")]
 fn names(flags: &[&Flag]) -> String {
     let mut out: Vec<&str> = Vec::new();
     for f in flags {
@@ -57,12 +67,14 @@ fn names(flags: &[&Flag]) -> String {
 }
 
 /// What `edge-gw` offers with no mode yet: the modes and global options.
+#[cfg(feature = "master")]
 fn top_level() -> String {
     format!("{} {}", MODES.join(" "), names(&flags_of("")))
 }
 
 /// The options of `mode` whose value is `kind`, as a `a|b` pattern; `None`
 /// if there are none. `--agent` takes its address as a value.
+#[cfg(feature = "master")]
 fn value_pattern(mode: &str, kind: fn(Value) -> bool) -> Option<String> {
     let mut names: Vec<&str> = flags_of(mode)
         .into_iter()
@@ -78,6 +90,7 @@ fn value_pattern(mode: &str, kind: fn(Value) -> bool) -> Option<String> {
 
 /// One `case` arm per value kind for bash and zsh, which share the
 /// pattern syntax; `reply` says how each shell offers a kind.
+#[cfg(feature = "master")]
 fn value_arms(mode: &str, indent: &str, reply: &dyn Fn(Value) -> String) -> String {
     let mut out = String::new();
     let kinds: [fn(Value) -> bool; 5] = [
@@ -112,6 +125,7 @@ fn value_arms(mode: &str, indent: &str, reply: &dyn Fn(Value) -> String) -> Stri
     out
 }
 
+#[cfg(feature = "master")]
 fn bash_reply(v: Value) -> String {
     match v {
         Value::File => {
@@ -127,6 +141,7 @@ fn bash_reply(v: Value) -> String {
     }
 }
 
+#[cfg(feature = "master")]
 fn bash() -> String {
     let modes = MODES.join("|");
     let mut arms = String::new();
@@ -167,6 +182,7 @@ complete -F _edge_gw edge-gw
     )
 }
 
+#[cfg(feature = "master")]
 fn zsh_reply(v: Value) -> String {
     match v {
         Value::File => "_files".into(),
@@ -178,6 +194,7 @@ fn zsh_reply(v: Value) -> String {
     }
 }
 
+#[cfg(feature = "master")]
 fn zsh() -> String {
     let modes = MODES.join("|");
     let mut arms = String::new();
@@ -220,6 +237,7 @@ fi
 }
 
 /// The `complete` flags that say how fish completes an option's value.
+#[cfg(feature = "master")]
 fn fish_value(v: Value) -> String {
     match v {
         Value::None => String::new(),
@@ -232,6 +250,7 @@ fn fish_value(v: Value) -> String {
     }
 }
 
+#[cfg(feature = "master")]
 fn fish() -> String {
     let modes = MODES.join(" ");
     let mut out = format!(
@@ -283,7 +302,7 @@ complete -c edge-gw -n '__edge_gw_in completions' -x -a '{shells}'
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "master"))]
 mod tests {
     use super::*;
 

@@ -39,6 +39,16 @@ pub(super) fn outcome(result: Result<(), String>) -> ExitCode {
     }
 }
 
+/// A text tool left out of agent-only (router) builds to keep them small:
+/// exit status 3, as for a missing role.
+#[cfg(not(feature = "master"))]
+pub(super) fn not_in_router_build(what: &str) -> ExitCode {
+    say(format_args!(
+        "edge-gw: `{what}` is not in this agent-only build (kept small for routers); run it with a server build (--features master)"
+    ));
+    ExitCode::from(EXIT_NO_ROLE)
+}
+
 /// Refuses a role that was left out of the build.
 #[cfg(not(all(feature = "agent", feature = "master")))]
 pub(super) fn no_role(role: &str) -> ExitCode {

@@ -23,6 +23,7 @@ pub mod exit;
 pub mod flags;
 pub mod host_port;
 pub mod logging;
+#[cfg(feature = "master")]
 pub mod manpage;
 pub mod manual;
 mod option_value;

@@ -22,6 +22,30 @@ pub fn run_master(_opts: MasterOptions) -> ExitCode {
     no_role("master")
 }
 
+/// `edge-gw completions SHELL`: the script on stdout.
+#[cfg(feature = "master")]
+pub fn completions(shell: super::completions::Shell) -> ExitCode {
+    super::output::print_stdout(&super::completions::script(shell))
+}
+
+/// `edge-gw manpage`: the manual as roff on stdout.
+#[cfg(feature = "master")]
+pub fn manpage() -> ExitCode {
+    super::output::print_stdout(&super::manpage::roff())
+}
+
+/// `edge-gw completions` in an agent-only (router) build: exit status 3.
+#[cfg(not(feature = "master"))]
+pub fn completions(_shell: super::completions::Shell) -> ExitCode {
+    super::exit::not_in_router_build("completions")
+}
+
+/// `edge-gw manpage` in an agent-only (router) build: exit status 3.
+#[cfg(not(feature = "master"))]
+pub fn manpage() -> ExitCode {
+    super::exit::not_in_router_build("manpage")
+}
+
 /// `edge-gw --agent`: runs until stopped; exit status 1 if it fails.
 #[cfg(feature = "agent")]
 pub fn run_agent(opts: AgentOptions) -> ExitCode {
