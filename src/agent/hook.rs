@@ -326,19 +326,8 @@ mod tests {
         let e = smol::block_on(run(&cmd, &push(), Duration::from_millis(500))).unwrap_err();
         assert!(e.contains("timed out"), "{e}");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
-        let stat = format!("/proc/{}/stat", pid.trim());
         // Gone, or a zombie waiting for a reaper: not sleeping on.
-        let end = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let state = std::fs::read_to_string(&stat)
-                .ok()
-                .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()));
-            if matches!(state, None | Some('Z')) {
-                break;
-            }
-            assert!(std::time::Instant::now() < end, "the hook's child lives on");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_gone(&pid);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
