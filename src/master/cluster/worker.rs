@@ -175,7 +175,16 @@ impl Worker {
                         fetches.insert(u);
                     }
                     Job::Acks(v) => self.keep_acks(v),
-                    j => self.job(j),
+                    Job::Release(u) => self.release(u),
+                    Job::Reports(v) => self.publish_reports(v),
+                    Job::Kick(u, epoch) => {
+                        if self.claims.get(&u).is_some_and(|c| c.epoch == epoch) {
+                            self.fence(u, "replaced by a newer session on another master");
+                        }
+                    }
+                    Job::Status(id, reply) => {
+                        let _ = reply.try_send(self.status(id));
+                    }
                 }
             }
             self.claim_batch(joins);
@@ -285,36 +294,6 @@ impl Worker {
                 "cluster-connect",
                 "cluster: cannot reach Redis ({during}: {e}); retrying"
             );
-        }
-    }
-
-    fn job(&mut self, j: Job) {
-        match j {
-            Job::Claim(u, conn) => {
-                self.claims.insert(u, Claim { epoch: 0, conn });
-                self.claim_batch(vec![u]);
-            }
-            Job::Release(u) => self.release(u),
-            Job::Push(req) => self.push_batch(vec![*req]),
-            Job::Acks(v) => {
-                self.keep_acks(v);
-                self.flush_acks();
-            }
-            Job::Reports(v) => self.publish_reports(v),
-            Job::Kick(u, epoch) => {
-                if self.claims.get(&u).is_some_and(|c| c.epoch == epoch) {
-                    self.fence(u, "replaced by a newer session on another master");
-                }
-            }
-            Job::Fetch(u) => {
-                if self.claims.contains_key(&u) {
-                    self.fetch_batch(&[u], false);
-                }
-            }
-            Job::Resync => {}
-            Job::Status(id, reply) => {
-                let _ = reply.try_send(self.status(id));
-            }
         }
     }
 

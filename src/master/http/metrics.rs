@@ -385,6 +385,8 @@ pub fn render(m: &Master) -> String {
         "Offline legacy v1 agents forgotten after legacy_retention.",
         c.legacy_forgotten,
     );
+    #[cfg(feature = "cluster")]
+    let remote_backlog_dropped = reg.remote_reports_dropped();
     drop(reg);
     budget_metrics(&mut o, &m.budget);
     process_metrics(&mut o);
@@ -421,7 +423,7 @@ pub fn render(m: &Master) -> String {
     );
     #[cfg(feature = "cluster")]
     if let Some(c) = &m.cluster {
-        cluster_metrics(&mut o, c);
+        cluster_metrics(&mut o, c, remote_backlog_dropped);
     }
     o.0
 }
@@ -448,7 +450,7 @@ fn by_kind(
 /// The cluster's figures (`edge_gw_cluster_*`), only for a master started
 /// with `--cluster`; every error kind is present from the start.
 #[cfg(feature = "cluster")]
-fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
+fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster, backlog_dropped: u64) {
     let st = c.stats();
     let v = c.view();
     o.one(
@@ -508,6 +510,12 @@ fn cluster_metrics(o: &mut Out, c: &crate::master::cluster::Cluster) {
             "claim", "release", "acks", "reports", "push", "note", "status",
         ],
         &st.dropped,
+    );
+    o.one(
+        "edge_gw_cluster_reports_backlog_dropped_total",
+        "counter",
+        "Reports for other masters' subscribers dropped before the cluster thread took them (its backlog of 4,096 was full).",
+        backlog_dropped,
     );
     o.one(
         "edge_gw_cluster_reports_forwarded_total",
@@ -595,16 +603,20 @@ fn budget_metrics(o: &mut Out, b: &crate::master::budget::MemoryBudget) {
 struct RemoteAgents {
     /// `,node="NAME"` for this master's agents ("" standalone).
     node_label: String,
-    /// Online elsewhere, not online here: (labels, summary).
-    agents: Vec<(String, serde_json::Value)>,
+    /// The other masters' views (shared, not copied per scrape).
+    #[cfg(feature = "cluster")]
+    view: std::sync::Arc<crate::master::cluster::FleetView>,
+    /// Online elsewhere, not online here: (labels, uuid key in `view`).
+    #[cfg(feature = "cluster")]
+    agents: Vec<(String, String)>,
 }
 
 impl RemoteAgents {
     fn of(m: &Master, reg: &crate::master::registry::Registry) -> RemoteAgents {
         #[cfg(feature = "cluster")]
         if let Some(c) = &m.cluster {
-            let agents = c
-                .view()
+            let view = c.view();
+            let agents = view
                 .agents
                 .iter()
                 .filter(|(u, _)| {
@@ -619,17 +631,21 @@ impl RemoteAgents {
                         esc(a["group"].as_str().unwrap_or("")),
                         esc(a["node"].as_str().unwrap_or(""))
                     );
-                    (labels, a.clone())
+                    (labels, u.clone())
                 })
                 .collect();
             return RemoteAgents {
                 node_label: format!(",node=\"{}\"", esc(&c.node)),
+                view,
                 agents,
             };
         }
         let _ = (m, reg);
         RemoteAgents {
             node_label: String::new(),
+            #[cfg(feature = "cluster")]
+            view: std::sync::Arc::default(),
+            #[cfg(feature = "cluster")]
             agents: Vec::new(),
         }
     }
@@ -641,8 +657,12 @@ impl RemoteAgents {
 
     /// The other masters' agents' samples of the per-agent family `name`,
     /// from their summaries (the same rounding as this master's).
+    #[cfg(feature = "cluster")]
     fn gauge(&self, o: &mut Out, name: &str) {
-        for (labels, a) in &self.agents {
+        for (labels, uuid) in &self.agents {
+            let Some(a) = self.view.agents.get(uuid) else {
+                continue;
+            };
             let p = &a["latest"];
             let v = match name {
                 "edge_gw_agent_up" => Some(1.0),
@@ -666,6 +686,10 @@ impl RemoteAgents {
             }
         }
     }
+
+    /// Without the cluster feature there are no other masters.
+    #[cfg(not(feature = "cluster"))]
+    fn gauge(&self, _o: &mut Out, _name: &str) {}
 }
 
 fn agent_labels(a: &Agent) -> String {
