@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{BIN, Master, Proc, TempDir, agent_on, free_port, wait_for};
+use support::{BIN, Master, Proc, TempDir, agent_on, free_port, keygen, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const SIGHUP: i32 = 1;
@@ -21,14 +21,7 @@ const SIGSTOP: i32 = 19;
 fn shared_key(dir: &TempDir, uuid: &str) -> (PathBuf, PathBuf) {
     let key = dir.path().join(format!("{uuid}.key"));
     let keyring = dir.path().join("keyring");
-    let st = std::process::Command::new(BIN)
-        .args(["keygen", "--uuid", uuid, "--out"])
-        .arg(&key)
-        .arg("--keyring")
-        .arg(&keyring)
-        .status()
-        .unwrap();
-    assert!(st.success(), "keygen");
+    keygen(uuid, &key, &keyring);
     (key, keyring)
 }
 

@@ -10,28 +10,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use edge_gw::proto::frame::{Compress, Encode, encode};
 use edge_gw::proto::v2::{self, CloseCode, Message, Role};
 use edge_gw::proto::{FrameDecoder, MsgType, Uuid, Version};
 use support::*;
 
 const T: Duration = Duration::from_secs(20);
-
-fn frame(version: Version, t: MsgType, uuid: Uuid, body: &[u8]) -> Vec<u8> {
-    encode(
-        &Encode {
-            version,
-            msg_type: t,
-            uuid,
-            compress: Compress::Never,
-            v1_cipher_flag: false,
-            max_frame: 1 << 20,
-        },
-        body,
-        None,
-    )
-    .unwrap()
-}
 
 fn hello() -> Vec<u8> {
     Message::Hello(v2::Hello {
@@ -87,8 +70,13 @@ fn a_v1_peer_cannot_take_over_a_sealed_agent() {
     let uuid = Uuid::from_text("victim").unwrap();
 
     // The attack: a v1 key request, then a report under its uuid.
-    let mut attack = frame(Version::V1, MsgType::Hello, uuid, b"");
-    attack.extend(frame(Version::V1, MsgType::Report, uuid, br#"{"evil":1}"#));
+    let mut attack = frame_for(Version::V1, MsgType::Hello, uuid, b"");
+    attack.extend(frame_for(
+        Version::V1,
+        MsgType::Report,
+        uuid,
+        br#"{"evil":1}"#,
+    ));
     let got = exchange(&m, &attack);
     assert!(
         got.is_empty(),
@@ -138,12 +126,12 @@ fn a_uuid_with_its_own_key_and_an_empty_uuid_are_refused_at_the_first_frame() {
     let owned = Uuid::from_text("owned").unwrap();
 
     // v1: hung up on before any key reply.
-    let got = exchange(&m, &frame(Version::V1, MsgType::Hello, owned, b""));
+    let got = exchange(&m, &frame_for(Version::V1, MsgType::Hello, owned, b""));
     assert!(got.is_empty(), "{got:?}");
     // Plaintext v2: a Close that says why.
     let close = only_close(&exchange(
         &m,
-        &frame(Version::V2, MsgType::Hello, owned, &hello()),
+        &frame_for(Version::V2, MsgType::Hello, owned, &hello()),
     ));
     assert_eq!(close.code, CloseCode::AuthFailed);
     assert!(
@@ -152,11 +140,11 @@ fn a_uuid_with_its_own_key_and_an_empty_uuid_are_refused_at_the_first_frame() {
     );
 
     // An all-NUL uuid: v1 hung up on, v2 told why; nobody joins as "".
-    let got = exchange(&m, &frame(Version::V1, MsgType::Hello, Uuid::ZERO, b""));
+    let got = exchange(&m, &frame_for(Version::V1, MsgType::Hello, Uuid::ZERO, b""));
     assert!(got.is_empty(), "{got:?}");
     let close = only_close(&exchange(
         &m,
-        &frame(Version::V2, MsgType::Hello, Uuid::ZERO, &hello()),
+        &frame_for(Version::V2, MsgType::Hello, Uuid::ZERO, &hello()),
     ));
     assert_eq!(close.code, CloseCode::Protocol);
     assert!(close.reason.contains("uuid is empty"), "{close:?}");

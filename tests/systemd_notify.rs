@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{BIN, Master, Proc, TempDir, free_port};
+use support::{BIN, Master, Proc, TempDir, free_port, master_args};
 
 const T: Duration = Duration::from_secs(30);
 const SIGHUP: i32 = 1;
@@ -86,27 +86,15 @@ fn master_says_ready_after_binding_pings_the_watchdog_and_says_reloading_and_sto
     let rx = UnixDatagram::bind(&sock).unwrap();
     let state = dir.path().join("master");
     let http = free_port();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let http_addr = format!("127.0.0.1:{http}");
-    let mut m = spawn_notified(
-        &[
-            "--master",
-            "--listen",
-            &listen,
-            "--http",
-            &http_addr,
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        sock.to_str().unwrap(),
-        dir.path().join("master.log"),
-    );
+    let args = master_args(&state, free_port(), http);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut m = spawn_notified(&args, sock.to_str().unwrap(), dir.path().join("master.log"));
     let before = read_until(&rx, T, "READY=1", &m);
     assert!(before.is_empty(), "nothing before READY=1: {before:?}");
     // Ready means usable: the PID file is there and the API answers.
     let pid = std::fs::read_to_string(state.join("master.pid")).unwrap();
     assert_eq!(pid.trim(), m.child.id().to_string());
-    std::net::TcpStream::connect(&http_addr).unwrap();
+    std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
     watchdog_reload_stop(&rx, &mut m);
 }
 

@@ -148,17 +148,8 @@ impl Master {
     /// Starts (or restarts) a master on the given ports.
     pub fn start_on(dir: &TempDir, port: u16, http: u16, extra: &[&str]) -> Master {
         let state = dir.path().join("master");
-        let listen = format!("127.0.0.1:{port}");
-        let http_addr = format!("127.0.0.1:{http}");
-        let mut args = vec![
-            "--master",
-            "--listen",
-            &listen,
-            "--http",
-            &http_addr,
-            "--state-dir",
-            state.to_str().unwrap(),
-        ];
+        let base = master_args(&state, port, http);
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         let n = std::fs::read_dir(dir.path())
             .map(|d| d.count())
@@ -189,14 +180,7 @@ impl Master {
     pub fn enrol(&self, dir: &TempDir, uuid: &str) -> PathBuf {
         let key = dir.path().join(format!("{uuid}.key"));
         let keyring = self.state.join("keyring");
-        let st = std::process::Command::new(BIN)
-            .args(["keygen", "--uuid", uuid, "--out"])
-            .arg(&key)
-            .arg("--keyring")
-            .arg(&keyring)
-            .status()
-            .unwrap();
-        assert!(st.success(), "keygen for {uuid}");
+        keygen(uuid, &key, &keyring);
         let keys = std::fs::read_to_string(&keyring)
             .unwrap()
             .lines()
@@ -280,6 +264,33 @@ impl Master {
     }
 }
 
+/// `edge-gw --master` on loopback ports `port` (agents) and `http`, its
+/// state in `state`: the arguments every test master starts with.
+pub fn master_args(state: &Path, port: u16, http: u16) -> Vec<String> {
+    vec![
+        "--master".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--http".into(),
+        format!("127.0.0.1:{http}"),
+        "--state-dir".into(),
+        state.to_str().unwrap().into(),
+    ]
+}
+
+/// Makes a per-device key for `uuid` with `edge-gw keygen`: the key file
+/// `key`, its entry appended to `keyring`.
+pub fn keygen(uuid: &str, key: &Path, keyring: &Path) {
+    let st = std::process::Command::new(BIN)
+        .args(["keygen", "--uuid", uuid, "--out"])
+        .arg(key)
+        .arg("--keyring")
+        .arg(keyring)
+        .status()
+        .unwrap();
+    assert!(st.success(), "keygen for {uuid}");
+}
+
 /// Starts an agent process on `master`.
 pub fn agent(dir: &TempDir, name: &str, master: &Master, extra: &[&str]) -> Proc {
     agent_on(dir.path(), name, &master.addr(), &master.fleet_key(), extra)
@@ -316,12 +327,27 @@ pub fn plain_frame(
     uuid: &str,
     body: &[u8],
 ) -> Vec<u8> {
+    frame_for(
+        version,
+        t,
+        edge_gw::proto::Uuid::from_text(uuid).unwrap(),
+        body,
+    )
+}
+
+/// [`plain_frame`] for any uuid, the all-zero one included.
+pub fn frame_for(
+    version: edge_gw::proto::Version,
+    t: edge_gw::proto::MsgType,
+    uuid: edge_gw::proto::Uuid,
+    body: &[u8],
+) -> Vec<u8> {
     use edge_gw::proto::frame::{Compress, Encode, encode};
     encode(
         &Encode {
             version,
             msg_type: t,
-            uuid: edge_gw::proto::Uuid::from_text(uuid).unwrap(),
+            uuid,
             compress: Compress::Never,
             v1_cipher_flag: false,
             max_frame: 1 << 20,
