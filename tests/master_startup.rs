@@ -41,13 +41,22 @@ fn busy_port_fails_before_the_state_dir_is_written() {
 
 /// `--threads` defaults to the CPUs the process may use: pinned to one
 /// CPU (as a cgroup quota or `taskset` would), the master runs one
-/// worker thread.
+/// shard thread.
 #[test]
 fn default_threads_follow_the_cpus_the_process_may_use() {
     let dir = TempDir::new("threads");
     let state = dir.path().join("master");
     let log = dir.path().join("master.log");
-    let mut child = std::process::Command::new("taskset")
+    /// Killed however the test ends: a master left running would hold
+    /// cargo test's output open.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = std::process::Command::new("taskset")
         .args(["-c", "0", support::BIN, "--master", "--listen"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--http")
@@ -57,13 +66,13 @@ fn default_threads_follow_the_cpus_the_process_may_use() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("taskset (util-linux)");
+    let child = Killed(child);
     let said = support::wait_for(Duration::from_secs(20), "the thread count line", || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.lines()
-            .find(|l| l.contains("worker thread(s)"))
+            .find(|l| l.contains("shard thread(s)"))
             .map(str::to_string)
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(said.contains(" 1 worker thread(s)"), "{said}");
+    drop(child);
+    assert!(said.contains(" 1 shard thread(s)"), "{said}");
 }

@@ -1,6 +1,7 @@
-//! The registry's handle on one connection task: a small bounded command
-//! queue and the task's waker. Allocates nothing while idle, and waiting
-//! for a command costs no allocation either (the waker is stored in place).
+//! The registry's handle on one connection: a small bounded command queue
+//! and the note to its shard. Allocates nothing while idle; the first
+//! command after the shard last took them notes the connection in the
+//! shard's mailbox (one note however many commands follow).
 //!
 //! Everything the registry wants a connection to send comes this way,
 //! pushes included: the connection never has to come back to the
@@ -8,19 +9,20 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::proto::frame::SharedBody;
 use crate::proto::v2::{self, CloseCode};
 use crate::session::legacy::LegacyFanout;
 
+use super::shard::mailbox::{Mailbox, Token};
+
 /// Most commands waiting for one connection. A subscriber that cannot keep
 /// up with fan-out hits this and is closed as a slow consumer. Pushes do
 /// not count against it (see [`ConnHandle::send_pushes`]).
 pub const MAX_COMMANDS: usize = 256;
 
-/// Work for a connection task.
+/// Work for a connection.
 #[derive(Debug, Clone)]
 pub enum Cmd {
     /// Send this push to the agent: the registry's outbox has marked it
@@ -50,19 +52,22 @@ pub enum Cmd {
 /// Connection id, unique for the master's lifetime.
 pub type ConnId = u64;
 
-/// Shared between a connection task and the registry.
+/// Shared between a connection's shard and the registry.
 #[derive(Debug)]
 pub struct ConnHandle {
     /// Connection id.
     pub id: ConnId,
+    /// Where to note that commands wait (`None`: nobody is told; tests
+    /// take the queue themselves).
+    shard: Option<(Arc<Mailbox>, Token)>,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     queue: VecDeque<Cmd>,
-    /// The task to wake on the next command, set while it waits.
-    waker: Option<Waker>,
+    /// The shard has been told and has not taken the queue since.
+    noted: bool,
 }
 
 /// The queue was full; the command is handed back.
@@ -70,39 +75,61 @@ struct Inner {
 pub struct Full(pub Cmd);
 
 impl ConnHandle {
-    /// A handle for connection `id`.
+    /// A handle for connection `id` that tells nobody of its commands
+    /// (tests of the registry take them with [`take`](Self::take)).
     pub fn new(id: ConnId) -> Arc<ConnHandle> {
         Arc::new(ConnHandle {
             id,
+            shard: None,
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// A handle for connection `id`, served at `token` by the shard that
+    /// owns `mailbox`.
+    pub fn in_shard(id: ConnId, mailbox: Arc<Mailbox>, token: Token) -> Arc<ConnHandle> {
+        Arc::new(ConnHandle {
+            id,
+            shard: Some((mailbox, token)),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    /// Notes the connection in its shard's mailbox, outside the queue's
+    /// lock, if `first` says this is the first command since the last take.
+    fn tell(&self, first: bool) {
+        if first && let Some((mailbox, token)) = &self.shard {
+            mailbox.notify(*token);
+        }
+    }
+
+    /// Marks the queue as noted; `true` when it was not yet.
+    fn note(inner: &mut Inner) -> bool {
+        !std::mem::replace(&mut inner.noted, true)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a command and wakes the task. `Kick` and `Push` always fit:
+    /// Queues a command and tells the shard. `Kick` and `Push` always fit:
     /// a kick ends everything anyway, and pushes are bounded by the
     /// agent's in-flight window (see [`send_pushes`](Self::send_pushes)).
     pub fn send(&self, cmd: Cmd) -> Result<(), Full> {
-        let waker = {
+        let first = {
             let mut inner = self.lock();
             match cmd {
                 Cmd::Kick(..) | Cmd::Push { .. } => inner.queue.push_back(cmd),
                 _ if inner.queue.len() >= MAX_COMMANDS => return Err(Full(cmd)),
                 _ => inner.queue.push_back(cmd),
             }
-            inner.waker.take()
+            Self::note(&mut inner)
         };
-        // Woken outside the lock: the task takes it as soon as it runs.
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.tell(first);
         Ok(())
     }
 
-    /// Hands pushes to the task, in order, with one lock and one wakeup.
+    /// Hands pushes to the connection, in order, with one lock and one note.
     ///
     /// They always fit, whatever [`MAX_COMMANDS`] says: the registry hands
     /// out only what the agent's outbox lets into its in-flight window
@@ -110,44 +137,28 @@ impl ConnHandle {
     /// resend period, and refusing one would leave it marked sent but
     /// never sent until its resend.
     pub fn send_pushes(&self, pushes: Vec<Arc<v2::Push>>, resend_at: Instant) {
-        let waker = {
+        let first = {
             let mut inner = self.lock();
             inner
                 .queue
                 .extend(pushes.into_iter().map(|push| Cmd::Push { push, resend_at }));
-            inner.waker.take()
+            Self::note(&mut inner)
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.tell(first);
     }
 
-    /// Drops the pushes not yet taken by the task: the agent's session
+    /// Drops the pushes not yet taken by the shard: the agent's session
     /// moved to another connection, which is handed them again.
     pub fn withdraw_pushes(&self) {
         self.lock().queue.retain(|c| !matches!(c, Cmd::Push { .. }));
     }
 
-    /// Takes every queued command, or, when there is none, registers the
-    /// task to be woken by the next [`send`](Self::send). Checking and
-    /// registering happen under one lock, so no wakeup is lost.
-    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<VecDeque<Cmd>> {
-        let mut inner = self.lock();
-        if !inner.queue.is_empty() {
-            return Poll::Ready(std::mem::take(&mut inner.queue));
-        }
-        match &inner.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => inner.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// Takes every queued command without waiting (tests: the task uses
-    /// [`poll_take`](Self::poll_take)).
-    #[cfg(test)]
+    /// Takes every queued command (the shard, when noted). Commands sent
+    /// after this note the connection again.
     pub fn take(&self) -> VecDeque<Cmd> {
-        std::mem::take(&mut self.lock().queue)
+        let mut inner = self.lock();
+        inner.noted = false;
+        std::mem::take(&mut inner.queue)
     }
 }
 
@@ -209,30 +220,25 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_task_is_woken_once_by_a_send() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::task::Wake;
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        let mut cx = Context::from_waker(&waker);
-        let h = ConnHandle::new(1);
-        assert!(h.poll_take(&mut cx).is_pending());
-        assert!(h.poll_take(&mut cx).is_pending(), "re-registering is fine");
+    fn the_shard_is_told_once_until_it_takes_the_queue() {
+        use super::super::shard::mailbox::Mail;
+        let mailbox = Arc::new(Mailbox::new().unwrap());
+        let token = Token::new(5, 2);
+        let h = ConnHandle::in_shard(1, mailbox.clone(), token);
         h.send_pushes(vec![push(1), push(2)], Instant::now());
         h.send(Cmd::Kick(CloseCode::Kicked, "x".into())).unwrap();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
-        match h.poll_take(&mut cx) {
-            Poll::Ready(q) => assert_eq!(q.len(), 3),
-            Poll::Pending => panic!("a command was queued"),
-        }
-        // Not waiting: a send wakes nobody.
+        let mut mail = Mail::default();
+        mailbox.take(&mut mail);
+        assert_eq!(mail.ready, [token], "noted once");
+        assert_eq!(h.take().len(), 3);
+        // Taken: the next command notes it again.
         h.send_pushes(vec![push(3)], Instant::now());
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        mailbox.take(&mut mail);
+        assert_eq!(mail.ready, [token]);
+        // A full queue refuses without a note.
+        let body = Arc::new(LegacyFanout::new(Vec::new()));
+        while h.send(Cmd::LegacyFanout(body.clone())).is_ok() {}
+        mailbox.take(&mut mail);
+        assert!(mail.ready.is_empty(), "still noted from the push");
     }
 }

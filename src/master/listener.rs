@@ -1,14 +1,10 @@
-//! Accepting agents: a cap on connections, a per-IP rate limit on new
-//! ones (each costs a handshake: two X25519 operations), one task each.
+//! The agents' listening sockets and what admits a new connection: the
+//! per-IP rate limit on new ones (each costs a handshake: two X25519
+//! operations). The shards ([`super::shard`]) accept and serve them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use smol::{Async, Executor};
-
-use super::Master;
+use std::time::Instant;
 
 /// Most IPs the rate limiter tracks; beyond, idle entries are dropped.
 const MAX_TRACKED_IPS: usize = 65_536;
@@ -157,69 +153,11 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Accepts connections until the master stops.
-pub async fn accept_loop(
-    master: Arc<Master>,
-    listener: Async<TcpListener>,
-    ex: Arc<Executor<'static>>,
-) {
-    let mut limiter = RateLimiter::new(master.settings().handshakes_per_ip);
-    let mut error_backoff = Duration::from_millis(10);
-    loop {
-        let Some(r) = master.accept_or_stop(&listener).await else {
-            return;
-        };
-        let (stream, addr) = match r {
-            Ok(x) => x,
-            Err(e) => {
-                // Usually EMFILE: wait for descriptors to free up.
-                crate::log_limited!(
-                    log::Level::Warn,
-                    "listener.accept",
-                    "accept failed: {e}; retrying in {error_backoff:?}"
-                );
-                smol::Timer::after(error_backoff).await;
-                error_backoff = (error_backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        error_backoff = Duration::from_millis(10);
-        let max = master.settings().max_connections;
-        let (refuse, id) = {
-            let mut reg = master.lock_registry();
-            let reason = if reg.connections() >= max {
-                Some("max_connections")
-            } else if master.budget.is_spent() {
-                // Newest first: with every byte of the budget held, a new
-                // connection is refused before any it would take from.
-                master.budget.refuse(super::budget::Refusal::Accept);
-                Some("memory_budget")
-            } else if !admit_and_log(&mut limiter, addr.ip()) {
-                Some("rate_limited")
-            } else {
-                None
-            };
-            if let Some(r) = reason {
-                *reg.counters.refused.entry(r).or_default() += 1;
-            }
-            (reason, reg.next_conn_id())
-        };
-        if let Some(reason) = refuse {
-            log::debug!("refused connection from {addr}: {reason}");
-            drop(stream);
-            continue;
-        }
-        let _ = stream.get_ref().set_nodelay(true);
-        ex.spawn(super::conn::serve(master.clone(), stream, addr, id))
-            .detach();
-    }
-}
-
 /// Applies the per-IP limit to a new connection from `ip`, logging each
 /// burst of refusals twice at most (when it starts, and its count once
 /// the address is quiet again) rather than once per connection: a site
 /// behind NAT reconnecting at once would otherwise flood the log.
-fn admit_and_log(limiter: &mut RateLimiter, ip: IpAddr) -> bool {
+pub(super) fn admit_and_log(limiter: &mut RateLimiter, ip: IpAddr) -> bool {
     match limiter.admit(ip, Instant::now()) {
         Admission::Allowed { refused_in_burst } => {
             if refused_in_burst > 0 {
@@ -246,6 +184,7 @@ fn admit_and_log(limiter: &mut RateLimiter, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn bind_listens_and_accepts() {

@@ -31,7 +31,6 @@ use crate::session::outbox::OutboxLimits;
 pub mod budget;
 #[cfg(feature = "cluster")]
 pub mod cluster;
-pub mod conn;
 pub mod conn_handle;
 pub mod http;
 pub mod listener;
@@ -40,6 +39,7 @@ pub mod push_log;
 pub mod push_router;
 pub mod registry;
 pub mod settings;
+pub mod shard;
 pub mod state_dir;
 
 use budget::MemoryBudget;
@@ -77,6 +77,8 @@ pub struct Master {
     /// by connection tasks (partial frames, send queues) and the registry
     /// (kept legacy bodies).
     pub budget: Arc<MemoryBudget>,
+    /// Connections per shard ([`shard`]).
+    pub shard_load: shard::load::Load,
     /// The cluster threads' handle, when this master serves with others
     /// (`--cluster`).
     #[cfg(feature = "cluster")]
@@ -146,6 +148,7 @@ impl Master {
         http_addr: String,
     ) -> Result<Master, String> {
         let budget = Arc::new(MemoryBudget::new(settings.memory_budget));
+        let threads = settings.threads;
         let mut registry = registry;
         registry.set_budget(budget.clone());
         registry.legacy_limits = legacy_limits(&settings);
@@ -180,6 +183,7 @@ impl Master {
             started_unix_ms: crate::os::unix_ms(),
             keyring_reloads_refused: AtomicU32::new(0),
             budget,
+            shard_load: shard::load::Load::new(threads),
             #[cfg(feature = "cluster")]
             cluster,
         })
@@ -514,10 +518,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     if let Some(user) = &settings.user {
         state_dir::drop_privileges(user, &settings.state_dir)?;
     }
-    let mut agent_listeners = Vec::new();
-    for l in bound {
-        agent_listeners.push(Async::new(l).map_err(|e| e.to_string())?);
-    }
+    let agent_listeners = bound;
     let http_listener = Async::new(http_listener).map_err(|e| e.to_string())?;
     // Handlers before the PID file and the API appear: SIGHUP's default
     // action kills, and a reload sent as soon as they exist must not. Not
@@ -568,7 +569,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     )?);
 
     for l in &agent_listeners {
-        if let Ok(a) = l.get_ref().local_addr() {
+        if let Ok(a) = l.local_addr() {
             log::info!("listening for agents on {a}");
         }
     }
@@ -577,31 +578,31 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         "an agent joins with: edge-gw --agent THIS_HOST:{} --key-file {} --uuid NAME  (copy the key file to the device; `edge-gw keygen` makes per-device keys)",
         agent_listeners
             .first()
-            .and_then(|l| l.get_ref().local_addr().ok())
+            .and_then(|l| l.local_addr().ok())
             .map_or(9503, |a| a.port()),
         init.fleet_key_file.display()
     );
 
-    let ex = Arc::new(smol::Executor::new());
+    // Agents are served by the shards, one thread each; the executor runs
+    // the HTTP API and the master's own tasks (signals, watchdog, ageing)
+    // on this thread and at most one more.
     let threads = settings.threads.max(1);
-    log::info!("{threads} worker thread(s)");
+    log::info!("{threads} shard thread(s) serving agents");
+    let shards = shard::Shards::start(master.clone(), agent_listeners, threads)?;
+    let ex = Arc::new(smol::Executor::new());
     let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
     let mut workers = Vec::new();
-    for i in 1..threads {
+    for i in 1..threads.min(2) {
         let ex = ex.clone();
         let stop_rx = stop_rx.clone();
         workers.push(
             std::thread::Builder::new()
-                .name(format!("edge-gw-{i}"))
+                .name(format!("edge-gw-api-{i}"))
                 .spawn(move || smol::block_on(ex.run(stop_rx.recv())))
                 .map_err(|e| e.to_string())?,
         );
     }
     let result = smol::block_on(ex.run(async {
-        for l in agent_listeners {
-            ex.spawn(listener::accept_loop(master.clone(), l, ex.clone()))
-                .detach();
-        }
         ex.spawn(http::accept_loop(master.clone(), http_listener, ex.clone()))
             .detach();
         ex.spawn(forget_stale_legacy(master.clone())).detach();
@@ -618,6 +619,7 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
     for w in workers {
         let _ = w.join();
     }
+    shards.stop();
     result
 }
 

@@ -88,6 +88,14 @@ pub fn render(m: &Master) -> String {
         "Open connections (agents, subscribers, handshakes).",
         reg.connections(),
     );
+    o.head(
+        "edge_gw_shard_connections",
+        "gauge",
+        "Open connections served by each shard (one thread each, --threads).",
+    );
+    for (i, n) in m.shard_load.connections().enumerate() {
+        o.val("edge_gw_shard_connections", &format!("shard=\"{i}\""), n);
+    }
     o.one(
         "edge_gw_connections_accepted_total",
         "counter",
