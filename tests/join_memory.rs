@@ -33,12 +33,17 @@ thread_local! {
     /// Bytes allocated minus bytes freed on this thread. A const-initialised
     /// `Cell` without a destructor: safe to touch from inside the allocator.
     static LIVE: Cell<isize> = const { Cell::new(0) };
+    /// Allocations (and growing reallocations) made on this thread.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn count(delta: isize) {
     // `try_with`: during thread teardown the slot may be gone; those
     // allocations belong to no measurement.
     let _ = LIVE.try_with(|l| l.set(l.get() + delta));
+    if delta > 0 {
+        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+    }
 }
 
 // SAFETY: every call is forwarded unchanged to `System`, which upholds
@@ -175,12 +180,16 @@ fn an_idle_sealed_session_holds_little() {
     let now = now();
     let (hello, confirm) = recorded_join(&cfg, now);
 
-    let before = live();
+    let (before, allocs) = (live(), ALLOCS.with(Cell::get));
     let (session, peer) = join(&cfg, now, &hello, &confirm);
+    let allocs = ALLOCS.with(Cell::get) - allocs;
     drop(peer);
     let heap = live() - before;
     let size = std::mem::size_of::<MasterSession>();
-    println!("MasterSession: size_of {size} B, heap held after a sealed join {heap} B");
+    println!(
+        "MasterSession: size_of {size} B, heap held after a sealed join {heap} B; \
+         {allocs} allocations during the join"
+    );
     assert!(session.peer().is_some());
     assert!(
         size <= MAX_SESSION_SIZE,
