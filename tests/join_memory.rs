@@ -185,12 +185,17 @@ fn an_idle_sealed_session_holds_little() {
     let allocs = ALLOCS.with(Cell::get) - allocs;
     drop(peer);
     let heap = live() - before;
+    let joined = session.peer().is_some();
+    drop(session);
+    let left = live() - before;
+    // Printing (and the harness capturing it) allocates: only after the
+    // last measurement.
     let size = std::mem::size_of::<MasterSession>();
     println!(
         "MasterSession: size_of {size} B, heap held after a sealed join {heap} B; \
          {allocs} allocations during the join"
     );
-    assert!(session.peer().is_some());
+    assert!(joined);
     assert!(
         size <= MAX_SESSION_SIZE,
         "size_of::<MasterSession>() is {size} B, over {MAX_SESSION_SIZE}"
@@ -199,12 +204,7 @@ fn an_idle_sealed_session_holds_little() {
         heap <= MAX_SESSION_HEAP,
         "an idle sealed session holds {heap} B of heap, over {MAX_SESSION_HEAP}"
     );
-    drop(session);
-    assert_eq!(
-        live(),
-        before,
-        "the session's heap is not all freed on drop"
-    );
+    assert_eq!(left, 0, "the session's heap is not all freed on drop");
 }
 
 #[test]
