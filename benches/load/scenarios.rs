@@ -1102,6 +1102,9 @@ pub fn drive_pushes(
 pub fn storm(cfg: &Config, res: &mut Results) {
     let systems = available(cfg, &[Sys::Sealed, Sys::Plain, Sys::Mosquitto]);
     let n = cfg.storm_agents;
+    // Server CPU µs per join, by system and round: the per-connection cost
+    // issue 12 sets a target on (sealed ≤ 100 µs), beside Mosquitto's.
+    let mut per_join: Vec<(Sys, usize, f64)> = Vec::new();
     for round in 0..cfg.rounds {
         for sys in rotate(&systems, round) {
             let r = (|| -> Result<(f64, f64, f64, f64, u64), String> {
@@ -1142,13 +1145,17 @@ pub fn storm(cfg: &Config, res: &mut Results) {
             })();
             match r {
                 Ok((took, srv, gen_, other, over)) => {
+                    let us_per_join = srv * 1e6 / n as f64;
+                    if us_per_join.is_finite() {
+                        per_join.push((sys, round, us_per_join));
+                    }
                     progress(
                         "storm",
                         sys,
                         n,
                         round,
                         &format!(
-                            "{took:.3} s ({}/s), server {srv:.2} CPU s, generator {gen_:.2} CPU s, listen overflows {over}",
+                            "{took:.3} s ({}/s), server {srv:.2} CPU s ({us_per_join:.0} µs per join), generator {gen_:.2} CPU s, listen overflows {over}",
                             si(n as f64 / took)
                         ),
                     );
@@ -1165,6 +1172,7 @@ pub fn storm(cfg: &Config, res: &mut Results) {
                         extra: json!({
                             "connections_per_s": n as f64 / took,
                             "server_cpu_s": srv,
+                            "server_cpu_us_per_join": us_per_join,
                             "generator_cpu_s": gen_,
                             "listen_overflows": over,
                             "window": cfg.window,
@@ -1189,6 +1197,59 @@ pub fn storm(cfg: &Config, res: &mut Results) {
         res.notes.push(format!(
             "storm: edge-gw sealed connects {r:.2}× as fast as Mosquitto (time ratio mosquitto/sealed)"
         ));
+    }
+    storm_cpu_per_join(&per_join, n, res);
+}
+
+/// Server CPU µs per join (server CPU over the storm / N), median over
+/// rounds per system, each beside Mosquitto's CONNECT; sealed against the
+/// issue's 100 µs.
+fn storm_cpu_per_join(per_join: &[(Sys, usize, f64)], n: usize, res: &mut Results) {
+    let of = |sys: Sys| -> Vec<(usize, f64)> {
+        per_join
+            .iter()
+            .filter(|(s, _, _)| *s == sys)
+            .map(|&(_, round, us)| (round, us))
+            .collect()
+    };
+    let mosquitto = of(Sys::Mosquitto);
+    for sys in [Sys::Sealed, Sys::Plain] {
+        let mine = of(sys);
+        if mine.is_empty() {
+            continue;
+        }
+        let us = crate::report::median(&mine.iter().map(|&(_, us)| us).collect::<Vec<_>>());
+        // Ratio per round (both measured in the same round), then the median.
+        let ratios: Vec<f64> = mine
+            .iter()
+            .filter_map(|&(r, x)| {
+                mosquitto
+                    .iter()
+                    .find(|&&(m, _)| m == r)
+                    .map(|&(_, y)| x / y)
+            })
+            .collect();
+        let vs = if ratios.is_empty() {
+            String::from("no Mosquitto run to compare")
+        } else {
+            let m = crate::report::median(&mosquitto.iter().map(|&(_, us)| us).collect::<Vec<_>>());
+            format!(
+                "Mosquitto CONNECT {m:.0} µs, ratio {:.2}×",
+                crate::report::median(&ratios)
+            )
+        };
+        res.notes.push(format!(
+            "storm: {} server CPU per join {us:.0} µs (N = {n}; {vs})",
+            sys.name()
+        ));
+        if sys == Sys::Sealed {
+            res.target(
+                "sealed join: server CPU per connection",
+                format!("{us:.0} µs"),
+                "≤ 100 µs",
+                us <= 100.0,
+            );
+        }
     }
 }
 

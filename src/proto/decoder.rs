@@ -23,9 +23,12 @@ pub struct FrameDecoder {
     /// Start of unconsumed bytes in `buf`.
     pos: usize,
     max_frame: u32,
-    idle_capacity: usize,
-    /// A framing error is final: the frame boundaries are lost.
-    failed: Option<FrameError>,
+    /// At most `u32::MAX` like `max_frame` (frames are never larger).
+    idle_capacity: u32,
+    /// A framing error is final: the frame boundaries are lost. Boxed: it
+    /// happens once in a connection's life, and inline it would cost every
+    /// one of a master's idle connections 40 bytes.
+    failed: Option<Box<FrameError>>,
 }
 
 impl FrameDecoder {
@@ -45,8 +48,13 @@ impl FrameDecoder {
     /// memory for fewer allocations (the agent's one connection wants
     /// this; the master's thousands do not).
     pub fn with_idle_capacity(mut self, bytes: usize) -> FrameDecoder {
-        self.idle_capacity = bytes;
+        self.idle_capacity = u32::try_from(bytes).unwrap_or(u32::MAX);
         self
+    }
+
+    /// Capacity kept between frames, as a `usize` for comparisons.
+    fn idle_capacity(&self) -> usize {
+        self.idle_capacity as usize
     }
 
     /// The configured frame size cap.
@@ -78,7 +86,7 @@ impl FrameDecoder {
     /// buffer exceed one maximal frame plus [`MAX_FEED`] is an error.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), FrameError> {
         if let Some(e) = &self.failed {
-            return Err(e.clone());
+            return Err((**e).clone());
         }
         let buffered = self.buffered() + data.len();
         if buffered > self.max_frame as usize + MAX_FEED {
@@ -97,7 +105,7 @@ impl FrameDecoder {
     /// (incomplete); an error when the stream is broken (final).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         if let Some(e) = &self.failed {
-            return Err(e.clone());
+            return Err((**e).clone());
         }
         let avail = &self.buf[self.pos..];
         let Some(head) = avail.first_chunk::<HEADER_LEN>() else {
@@ -121,7 +129,7 @@ impl FrameDecoder {
             self.buf.reserve_exact(missing);
             return Ok(None);
         }
-        if self.pos == 0 && len == self.buf.len() && self.buf.capacity() > self.idle_capacity {
+        if self.pos == 0 && len == self.buf.len() && self.buf.capacity() > self.idle_capacity() {
             // The buffer holds exactly this frame (the usual case for a
             // large one): hand it over as the body instead of copying it,
             // so a large frame is held once, not twice for a moment (the
@@ -140,7 +148,7 @@ impl FrameDecoder {
         if self.pos == self.buf.len() {
             self.pos = 0;
             self.buf.clear();
-            if self.buf.capacity() > self.idle_capacity {
+            if self.buf.capacity() > self.idle_capacity() {
                 self.buf = Vec::new();
             }
         }
@@ -158,14 +166,14 @@ impl FrameDecoder {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let keep = need.max(self.idle_capacity).max(self.buf.len());
+        let keep = need.max(self.idle_capacity()).max(self.buf.len());
         if self.buf.capacity() > keep {
             self.buf.shrink_to(keep);
         }
     }
 
     fn fail(&mut self, e: FrameError) -> FrameError {
-        self.failed = Some(e.clone());
+        self.failed = Some(Box::new(e.clone()));
         self.buf = Vec::new();
         self.pos = 0;
         e

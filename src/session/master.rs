@@ -131,6 +131,16 @@ pub struct Peer {
     pub inbox: Option<v2::InboxLimits>,
 }
 
+/// What a session keeps of `peer`: everything but its group and software
+/// texts (see [`MasterSession::peer`]).
+fn kept(peer: &Peer) -> Peer {
+    Peer {
+        group: String::new(),
+        software: String::new(),
+        ..*peer
+    }
+}
+
 /// How a v2 message to a joined peer is encoded (compression per config;
 /// sealing is decided by the session state).
 fn v2_encode(cfg: &MasterConfig, t: MsgType, uuid: Uuid) -> Encode {
@@ -219,8 +229,9 @@ enum State {
     Confirming(Box<Transport>, Box<Peer>),
     /// A v2 session (sealed or plaintext).
     Open(Option<Box<Transport>>),
-    /// A legacy v1 connection.
-    Legacy(Legacy),
+    /// A legacy v1 connection (boxed: rare, and its key would make every
+    /// session 24 bytes larger).
+    Legacy(Box<Legacy>),
     /// Over.
     Closed,
 }
@@ -238,8 +249,13 @@ pub struct MasterSession {
     cfg: Arc<MasterConfig>,
     decoder: FrameDecoder,
     state: State,
+    /// Who the peer is, without its group and software texts: those go to
+    /// the shell in [`MasterEvent::Joined`] and are not kept here (two
+    /// heap blocks per idle connection that the session never reads).
     peer: Option<Peer>,
-    created: Instant,
+    /// When a frame last proved the peer alive; before the peer is known
+    /// (`Start`, `Confirming`), when the connection was accepted, which
+    /// the handshake timeout counts from.
     live: Liveness,
     tx: TxQueue,
     events: VecDeque<MasterEvent>,
@@ -259,7 +275,6 @@ impl MasterSession {
             cfg,
             state: State::Start,
             peer: None,
-            created: now.mono,
             live: Liveness::new(now.mono),
             tx: TxQueue::default(),
             events: VecDeque::new(),
@@ -268,7 +283,9 @@ impl MasterSession {
         }
     }
 
-    /// The peer, once joined.
+    /// The peer, once joined: its uuid, version, role, sealing, minor,
+    /// key and inbox. Its group and software texts are empty here: they
+    /// are handed over once, in [`MasterEvent::Joined`].
     pub fn peer(&self) -> Option<&Peer> {
         match self.state {
             State::Open(_) | State::Legacy(_) => self.peer.as_ref(),
@@ -327,6 +344,12 @@ impl MasterSession {
         matches!(self.state, State::Open(Some(_)))
     }
 
+    /// When the connection was accepted: until the peer is known nothing
+    /// has moved [`Liveness`] on from the time the session was made.
+    fn accepted(&self) -> Instant {
+        self.live.last_heard()
+    }
+
     /// The frame size cap for the current state: small until the first
     /// frame has said what the connection is (and, for a sealed session,
     /// until its keys are confirmed), `max_frame` after.
@@ -358,7 +381,7 @@ impl MasterSession {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Start | State::Confirming(..) => Some(self.created + self.opening_timeout()),
+            State::Start | State::Confirming(..) => Some(self.accepted() + self.opening_timeout()),
             State::Open(_) => Some(self.live.deadline(&self.cfg.keepalive)),
             State::Legacy(_) => Some(self.live.last_heard() + self.cfg.legacy_idle),
             State::Closed => None,
@@ -370,7 +393,7 @@ impl MasterSession {
         match self.state {
             State::Start | State::Confirming(..) => {
                 let limit = self.opening_timeout();
-                if now.mono >= self.created + limit {
+                if now.mono >= self.accepted() + limit {
                     let secs = limit.as_secs_f32();
                     self.close(
                         CloseCode::HandshakeTimeout,
@@ -499,11 +522,10 @@ impl MasterSession {
     /// master did: the success or the "request a key first" body by the
     /// cipher flag it registered with, each made once for all subscribers.
     pub fn send_legacy_fanout(&mut self, fanout: &LegacyFanout) -> Result<(), SendError> {
-        let State::Legacy(Legacy {
-            subscription: Some((cipher, compress)),
-            ..
-        }) = self.state
-        else {
+        let State::Legacy(ref legacy) = self.state else {
+            return Err(SendError::NotOpen);
+        };
+        let Some((cipher, compress)) = legacy.subscription else {
             return Err(SendError::NotOpen);
         };
         let uuid = self.peer.as_ref().map_or(Uuid::ZERO, |p| p.uuid);
@@ -576,7 +598,7 @@ impl MasterSession {
                 match open_body(frame, Some(&mut transport.recv), self.cfg.max_frame) {
                     Ok(body) => {
                         self.live.heard(now.mono);
-                        self.peer = Some((*peer).clone());
+                        self.peer = Some(kept(&peer));
                         self.state = State::Open(Some(transport));
                         self.events.push_back(MasterEvent::Joined(*peer));
                         self.v2_message(t, &body, now);
@@ -672,11 +694,11 @@ impl MasterSession {
                 key_id: 0,
                 inbox: None,
             };
-            self.peer = Some(peer.clone());
-            self.state = State::Legacy(Legacy {
+            self.peer = Some(kept(&peer));
+            self.state = State::Legacy(Box::new(Legacy {
                 key: None,
                 subscription: None,
-            });
+            }));
             self.live.heard(now.mono);
             self.events.push_back(MasterEvent::Joined(peer));
             return self.v1_frame(frame, now, entropy);
@@ -763,7 +785,7 @@ impl MasterSession {
         };
         let mut peer = self.peer_from(uuid, &hello, true);
         peer.key_id = crate::proto::crc::crc32(&psk);
-        self.peer = Some(peer.clone());
+        self.peer = Some(kept(&peer));
         // The Welcome is a Noise message, not an AEAD frame: encode plain
         // and set the cipher flag to say "handshake".
         let e = Encode {
@@ -804,7 +826,7 @@ impl MasterSession {
             Err(e) => return self.bad_frame(e),
         };
         let peer = self.peer_from(uuid, &hello, false);
-        self.peer = Some(peer.clone());
+        self.peer = Some(kept(&peer));
         self.state = State::Open(None);
         self.live.heard(now.mono);
         let welcome = self.welcome(now);

@@ -4,7 +4,8 @@
 //! Kept apart from the raw history because it has its own memory budget
 //! and its own arithmetic. Memory: a [`Bucket`] is 16 bytes, so a full day
 //! ([`LONG_LEN`] = 1,440 buckets) is 23,040 bytes per agent, plus the
-//! 48-byte accumulator of the minute in progress; 10,000 agents with a full
+//! 48-byte accumulator of the minute in progress (both boxed on the first
+//! report: an agent that never reports holds a pointer); 10,000 agents with a full
 //! day each hold about 230 MB (225 MiB). The ring grows only as minutes
 //! arrive, so an agent seen for an hour holds an hour. Adding a report is
 //! O(1): it adds to the running sums of the current minute and, when a new
@@ -90,8 +91,20 @@ impl Acc {
 
 /// One agent's long history: closed minutes, oldest first, and the minute
 /// in progress.
+///
+/// Nothing is allocated until the first point: an agent that only keeps
+/// its connection (heartbeats, no reports) pays one pointer for it here,
+/// not the 80 bytes of ring and running sums (issue 12: idle bytes per
+/// connection). An agent that reports holds a ring of up to a day of
+/// buckets beside which the box is noise.
 #[derive(Clone, Debug, Default)]
 pub struct LongHistory {
+    inner: Option<Box<Minutes>>,
+}
+
+/// What a [`LongHistory`] holds once it has a point.
+#[derive(Clone, Debug, Default)]
+struct Minutes {
     ring: VecDeque<Bucket>,
     acc: Acc,
 }
@@ -100,6 +113,39 @@ impl LongHistory {
     /// Adds one point: O(1), and at most one allocation per doubling of
     /// the ring until it holds a day.
     pub fn add(&mut self, p: &Point) {
+        self.inner.get_or_insert_with(Box::default).add(p);
+    }
+
+    /// Every minute, oldest first, the one in progress (a partial average)
+    /// last.
+    pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
+        self.inner
+            .iter()
+            .flat_map(|m| m.ring.iter().copied().chain(m.acc.bucket()))
+    }
+
+    /// Closed minutes held (the one in progress not counted).
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |m| m.ring.len())
+    }
+
+    /// Whether no point was ever added.
+    pub fn is_empty(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|m| m.ring.is_empty() && m.acc.n == 0)
+    }
+
+    /// Bytes of buckets allocated on the heap (the ring's capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.inner
+            .as_ref()
+            .map_or(0, |m| m.ring.capacity() * std::mem::size_of::<Bucket>())
+    }
+}
+
+impl Minutes {
+    fn add(&mut self, p: &Point) {
         let minute = u32::try_from(p.unix_ms / LONG_BUCKET_MS).unwrap_or(u32::MAX);
         if self.acc.n > 0 && minute < self.acc.minute {
             return; // older than the minute in progress: see the module doc
@@ -133,27 +179,6 @@ impl LongHistory {
         }
         self.ring.push_back(b);
     }
-
-    /// Every minute, oldest first, the one in progress (a partial average)
-    /// last.
-    pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
-        self.ring.iter().copied().chain(self.acc.bucket())
-    }
-
-    /// Closed minutes held (the one in progress not counted).
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Whether no point was ever added.
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty() && self.acc.n == 0
-    }
-
-    /// Bytes of buckets allocated on the heap (the ring's capacity).
-    pub fn heap_bytes(&self) -> usize {
-        self.ring.capacity() * std::mem::size_of::<Bucket>()
-    }
 }
 
 #[cfg(test)]
@@ -169,6 +194,19 @@ mod tests {
             rx_bps: f64::from(cpu) * 1000.0,
             tx_bps: 5.0,
         }
+    }
+
+    #[test]
+    fn holds_nothing_until_the_first_point() {
+        // Issue 12: an agent that only keeps its connection pays a pointer.
+        let mut h = LongHistory::default();
+        assert_eq!(std::mem::size_of::<LongHistory>(), 8);
+        assert!(h.is_empty() && h.buckets().next().is_none());
+        assert_eq!(h.len(), 0);
+        assert!(h.inner.is_none());
+        h.add(&pt(0, 10.0));
+        assert!(!h.is_empty());
+        assert_eq!(h.buckets().count(), 1);
     }
 
     #[test]
