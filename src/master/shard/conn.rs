@@ -642,3 +642,16 @@ fn store_answer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_adds_little_to_an_idle_session() {
+        // What a connection costs beyond its session, in its shard's slot
+        // (its socket's kernel memory aside): BENCHMARKS.md, idle memory.
+        let shell = std::mem::size_of::<Conn>() - std::mem::size_of::<MasterSession>();
+        assert!(shell <= 192, "the shell's part of a connection grew to {shell} B");
+    }
+}
