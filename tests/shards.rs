@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use edge_gw::proto::Uuid;
+use edge_gw::proto::{MsgType, Uuid, Version};
 use edge_gw::session::agent::{AgentConfig, AgentEvent, AgentSession};
 use edge_gw::session::dedup::RecentIds;
 use edge_gw::session::liveness::Keepalive;
@@ -133,9 +133,12 @@ fn two_thousand_connections_over_four_shards_are_served_pushed_and_evicted() {
     let mut fakes: Vec<Fake> = (0..N)
         .map(|i| Fake::join(&m.addr(), &format!("s-{i}"), (i % 100 == 99).then_some(psk)))
         .collect();
-    let status = m.get("/api/status");
-    assert_eq!(status["connections"], N as u64);
-    assert_eq!(status["agents"]["online"], N as u64);
+    // A sealed agent is registered once its key-confirming heartbeat is
+    // read, which the fake sent last.
+    wait_for(Duration::from_secs(10), "every agent online", || {
+        (m.get("/api/status")["agents"]["online"] == N as u64).then_some(())
+    });
+    assert_eq!(m.get("/api/status")["connections"], N as u64);
     // Handed round robin: each shard holds a quarter.
     assert_eq!(shard_connections(&m), vec![(N / SHARDS) as u64; SHARDS]);
 
@@ -161,4 +164,85 @@ fn two_thousand_connections_over_four_shards_are_served_pushed_and_evicted() {
         let _ = f.tcp.read_to_end(&mut rest);
         assert!(!rest.is_empty(), "s-{i}: no Close frame before the close");
     }
+}
+
+/// A legacy v1 frame from one fixed client id.
+fn legacy(uuid: &str, t: MsgType, body: &[u8]) -> Vec<u8> {
+    plain_frame(Version::V1, t, uuid, body)
+}
+
+/// A subscriber that stops reading: the master's writes to it back up in
+/// the shard (the socket takes no more), and after `write_timeout` it is
+/// closed as a slow consumer, while the reporter feeding it is served on.
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let dir = TempDir::new("slow-consumer");
+    let cfg = dir.path().join("master.toml");
+    std::fs::write(&cfg, "write_timeout = 1\n").unwrap();
+    let m = Master::start(
+        &dir,
+        &[
+            "--threads",
+            "2",
+            "--legacy-v1",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let sub_id = "0123456789abcdef0123456789abcdefS";
+    let mut sub = TcpStream::connect(m.addr()).unwrap();
+    // A small receive buffer: the backlog forms after a few reports.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&sub, 4096).unwrap();
+    sub.write_all(&legacy(sub_id, MsgType::Subscribe, br#"{"code":"slow"}"#))
+        .unwrap();
+    sub.write_all(&legacy(sub_id, MsgType::Heartbeat, b""))
+        .unwrap();
+    // Registered once its heartbeat is answered (the first bytes back).
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 1];
+    assert_eq!(sub.read(&mut first).unwrap(), 1, "heartbeat answered");
+    // From here on it reads nothing. The reporter sends 4 KB reports
+    // until the master gives up on the subscriber.
+    let rep_id = "0123456789abcdef0123456789abcdefR";
+    let mut rep = TcpStream::connect(m.addr()).unwrap();
+    rep.write_all(&legacy(rep_id, MsgType::Heartbeat, b""))
+        .unwrap();
+    let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(4000));
+    let report = legacy(rep_id, MsgType::Report, body.as_bytes());
+    let t0 = Instant::now();
+    let closed = wait_for(Duration::from_secs(30), "the slow consumer closed", || {
+        for _ in 0..50 {
+            rep.write_all(&report).unwrap();
+        }
+        let st = m.get("/api/status");
+        let n = st["counters"]["closes"]["slow_consumer"]
+            .as_u64()
+            .unwrap_or(0);
+        (n > 0).then_some(n)
+    });
+    assert_eq!(closed, 1);
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "closed before the write timeout"
+    );
+    // The reporter is still served: its heartbeat is answered.
+    rep.write_all(&legacy(rep_id, MsgType::Heartbeat, b""))
+        .unwrap();
+    rep.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut d = edge_gw::proto::FrameDecoder::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = rep.read(&mut buf).unwrap();
+        assert!(n > 0, "the reporter was closed");
+        d.feed(&buf[..n]).unwrap();
+        if let Some(f) = d.next_frame().unwrap() {
+            assert_eq!(f.header.msg_type, MsgType::HeartbeatAck);
+            break;
+        }
+    }
+    let log = m.proc.log_text();
+    assert!(
+        log.contains("slow consumer: a write stalled for 1 s"),
+        "{log}"
+    );
 }

@@ -10,7 +10,7 @@
 //!
 //! Memory: an idle connection holds its session, socket and this struct;
 //! it reads into the shard's buffer and keeps bytes only for a partial
-//! frame (in the session) or a write the socket did not take (`out`,
+//! frame (in the session) or a write the socket did not take (`Behind`,
 //! freed once written). What it holds is charged to the master's memory
 //! budget every turn; a connection whose growth the budget refuses is
 //! closed (`busy`, reason "memory budget full").
@@ -55,12 +55,11 @@ pub struct Conn {
     charge: ConnCharge,
     addr: SocketAddr,
     token: Token,
-    /// What the socket did not take of the last write. Until it is gone
-    /// the session's queue is left alone and nothing is read: the peer's
-    /// backpressure reaches the session's bounded queue.
-    out: Vec<u8>,
-    /// When a stalled write gives up (while `out` holds bytes).
-    write_deadline: Option<Instant>,
+    /// What the socket did not take of the last write, boxed: an idle
+    /// connection has none. Until it is gone the session's queue is left
+    /// alone and nothing is read: the peer's backpressure reaches the
+    /// session's bounded queue.
+    behind: Option<Box<Behind>>,
     /// The earliest deadline the shard's timers hold for it.
     armed: Option<Instant>,
     /// When the agent's outbox next has a push to resend (handed with
@@ -104,8 +103,7 @@ impl Conn {
             charge: ConnCharge::new(master.budget.clone()),
             addr,
             token,
-            out: Vec::new(),
-            write_deadline: None,
+            behind: None,
             armed: None,
             resend: None,
             closing_until: None,
@@ -135,7 +133,7 @@ impl Conn {
     /// The socket takes output again.
     pub fn on_writable(&mut self, ctx: &mut Ctx) -> State {
         if let Err(e) = self.write_out() {
-            self.out = Vec::new();
+            self.behind = None;
             self.session.handle_eof(&format!("write failed: {e}"));
         }
         self.turn(ctx)
@@ -162,10 +160,9 @@ impl Conn {
         if self.closing_until.is_some_and(|t| t <= now) {
             return State::Done;
         }
-        if !self.out.is_empty() && self.write_deadline.is_some_and(|t| t <= now) {
+        if self.behind.as_ref().is_some_and(|b| b.deadline <= now) {
             let write_timeout = ctx.master.settings().write_timeout;
-            self.out = Vec::new();
-            self.write_deadline = None;
+            self.behind = None;
             self.stalled = true;
             self.session.close(
                 CloseCode::SlowConsumer,
@@ -215,7 +212,8 @@ impl Conn {
                     .charge
                     .update(
                         self.session.decoder_bytes(),
-                        self.session.queued_bytes() + self.out.len(),
+                        self.session.queued_bytes()
+                            + self.behind.as_ref().map_or(0, |b| b.bytes.len()),
                         self.session.is_authenticated(),
                     )
                     .is_err()
@@ -253,16 +251,13 @@ impl Conn {
             }
             // 2. Write what the session queued, unless the socket is still
             //    behind with the last write.
-            if self.out.is_empty()
+            if self.behind.is_none()
                 && let Err(e) = self.transmit(ctx)
             {
-                self.out = Vec::new();
+                self.behind = None;
                 self.session.handle_eof(&format!("write failed: {e}"));
                 // Closed: the next round reports it.
                 continue;
-            }
-            if !self.out.is_empty() && self.write_deadline.is_none() {
-                self.write_deadline = Some(Instant::now() + ctx.master.settings().write_timeout);
             }
             self.watch(ctx);
             return State::Open;
@@ -286,10 +281,10 @@ impl Conn {
                 &mut self.closed,
             );
         }
-        if self.out.is_empty() && self.transmit(ctx).is_err() {
+        if self.behind.is_none() && self.transmit(ctx).is_err() {
             return State::Done;
         }
-        if self.out.is_empty() {
+        if self.behind.is_none() {
             return State::Done;
         }
         if self.closing_until.is_none() {
@@ -302,13 +297,13 @@ impl Conn {
     /// Writes what the session queued, several frames per write, until it
     /// has no more or the socket takes no more (the rest goes to `out`).
     fn transmit(&mut self, ctx: &mut Ctx) -> io::Result<()> {
-        while self.out.is_empty() {
+        while self.behind.is_none() {
             let Some(first) = self.session.poll_transmit() else {
                 return Ok(());
             };
             let Some(second) = self.session.poll_transmit() else {
                 // The usual case, one frame: written without a copy.
-                return write_some(&mut self.stream, &first, &mut self.out);
+                return self.write_some(ctx, &first);
             };
             let batch = &mut ctx.write_buf;
             batch.clear();
@@ -320,20 +315,48 @@ impl Conn {
                     None => break,
                 }
             }
-            write_some(&mut self.stream, batch, &mut self.out)?;
-            if batch.capacity() > 4 * WRITE_BATCH {
+            let batch = std::mem::take(&mut ctx.write_buf);
+            let r = self.write_some(ctx, &batch);
+            ctx.write_buf = batch;
+            r?;
+            if ctx.write_buf.capacity() > 4 * WRITE_BATCH {
                 // One huge frame: do not keep its capacity per shard.
-                *batch = Vec::with_capacity(WRITE_BATCH);
+                ctx.write_buf = Vec::with_capacity(WRITE_BATCH);
             }
         }
         Ok(())
     }
 
-    /// Writes what `out` holds; frees it once written.
+    /// Writes `bytes` as far as the socket takes them now; the rest
+    /// waits in [`Behind`], given the write timeout to go out.
+    fn write_some(&mut self, ctx: &Ctx, bytes: &[u8]) -> io::Result<()> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if !rest.is_empty() {
+            self.behind = Some(Box::new(Behind {
+                bytes: rest.to_vec(),
+                deadline: Instant::now() + ctx.master.settings().write_timeout,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Writes what is behind; frees it once written.
     fn write_out(&mut self) -> io::Result<()> {
+        let Some(behind) = self.behind.as_mut() else {
+            return Ok(());
+        };
         let mut written = 0;
-        while written < self.out.len() {
-            match self.stream.write(&self.out[written..]) {
+        while written < behind.bytes.len() {
+            match self.stream.write(&behind.bytes[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -341,20 +364,19 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        if written == self.out.len() {
-            self.out = Vec::new();
-            self.write_deadline = None;
+        if written == behind.bytes.len() {
+            self.behind = None;
         } else {
-            self.out.drain(..written);
+            behind.bytes.drain(..written);
         }
         Ok(())
     }
 
-    /// Watches for writability while `out` holds bytes, for input
+    /// Watches for writability while a write is behind, for input
     /// otherwise, and arms the earliest deadline if the timers do not
     /// already hold an earlier one for it.
     fn watch(&mut self, ctx: &mut Ctx) {
-        let want_out = !self.out.is_empty();
+        let want_out = self.behind.is_some();
         if want_out != self.watching_out {
             self.watching_out = want_out;
             ctx.watch(&self.stream, self.token, want_out);
@@ -362,7 +384,7 @@ impl Conn {
         let next = [
             self.session.poll_timeout(),
             self.resend,
-            self.write_deadline,
+            self.behind.as_ref().map(|b| b.deadline),
             self.closing_until,
         ]
         .into_iter()
@@ -439,21 +461,12 @@ impl Conn {
     }
 }
 
-/// Writes `bytes` as far as the socket takes them now; the rest is copied
-/// to `out` (empty on entry).
-fn write_some(stream: &mut TcpStream, bytes: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match stream.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    out.extend_from_slice(rest);
-    Ok(())
+/// A write the socket did not take (see [`Conn`]).
+struct Behind {
+    bytes: Vec<u8>,
+    /// When the stalled write gives up: the master's write timeout after
+    /// the socket first refused it.
+    deadline: Instant,
 }
 
 /// Runs the registry's commands in order. Pushes are sent as handed; after
@@ -652,6 +665,9 @@ mod tests {
         // What a connection costs beyond its session, in its shard's slot
         // (its socket's kernel memory aside): BENCHMARKS.md, idle memory.
         let shell = std::mem::size_of::<Conn>() - std::mem::size_of::<MasterSession>();
-        assert!(shell <= 192, "the shell's part of a connection grew to {shell} B");
+        assert!(
+            shell <= 160,
+            "the shell's part of a connection grew to {shell} B"
+        );
     }
 }
