@@ -55,6 +55,8 @@
 #                          opt-s, opt-z, opt-2, ...  another opt-level
 #                          std-backtrace      std with its default features
 #                                             (backtrace printing, unwinding)
+#                          no-libc-shim       musl's own pthread_setname_np
+#                                             (board/libc-shim/)
 #                        The unstripped binary stays in target/cross/TARGET*/TARGET/
 #                        release/edge-gw for board/size-report.sh.
 #   EDGE_GW_BOARD_JOBS   cargo -j; default: all cores
@@ -93,6 +95,11 @@ STD_FEATURES=optimize_for_size
 SMALL_RUSTFLAGS=(-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none
   -Zfmt-debug=shallow -Cforce-unwind-tables=no)
 PANIC_RUSTFLAGS=(-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=shallow)
+# Linked into every router build ahead of libc.a, so musl's own is not
+# pulled in: a pthread_setname_np without snprintf (board/libc-shim/, why
+# there). zig cc compiles the .c itself, with the target's own flags.
+# EDGE_GW_BOARD_VARIANT=no-libc-shim leaves it out.
+LIBC_SHIM_RUSTFLAGS=(-Clink-arg=$ROOT/board/libc-shim/pthread_setname_np.c)
 ZIGLANG_VERSION=${EDGE_GW_ZIGLANG_VERSION:-0.17.1}
 ZIGBUILD_VERSION=${EDGE_GW_ZIGBUILD_VERSION:-0.24.0}
 # Growth allowed over board/sizes.txt, in percent.
@@ -216,6 +223,7 @@ for target in "${targets[@]}"; do
   extra_args=(--config profile.release.strip=false)
   std_features=$STD_FEATURES
   rustflags=("${SMALL_RUSTFLAGS[@]}")
+  shim=1
   if [ -n "$VARIANT" ]; then
     suffix=-${VARIANT//,/-}
     IFS=, read -r -a vs <<< "$VARIANT"
@@ -236,10 +244,12 @@ for target in "${targets[@]}"; do
         fmt-debug-shallow) rustflags+=(-Zfmt-debug=shallow) ;;
         no-uwtables) rustflags+=(-Cforce-unwind-tables=no) ;;
         std-backtrace) std_features=backtrace,panic-unwind ;;
+        no-libc-shim) shim=0 ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
       esac
     done
   fi
+  [ $shim = 0 ] || rustflags+=("${LIBC_SHIM_RUSTFLAGS[@]}")
   if [ ${#rustflags[@]} -gt 0 ]; then
     # Added to board/cargo-config.toml's rustflags for this target (cargo
     # joins the arrays).

@@ -12,7 +12,8 @@
 # is attributed to the crate of the first path segment of its demangled
 # name (so generic code is counted where it is defined, e.g. a
 # Vec<edge_gw::T> method under alloc), names without one to C (musl,
-# compiler-rt, zig's libunwind).
+# compiler-rt, zig's libunwind). The "by part" table groups the same
+# symbols by what they are for (board/size-groups.awk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
@@ -62,6 +63,9 @@ awk -F'\t' '
     for (c in sum) printf "%9d  %5.1f%%  %s\n", sum[c], 100 * sum[c] / total, c
   }' "$syms" | sort -rn | head -25
 awk -F'\t' '$2 !~ /^[bB]$/ { t += $1 } END { printf "%9d  total of sized symbols in the file (.bss left out; the rest: string literals and constants without a symbol, padding, ELF tables)\n", t }' "$syms"
+
+echo "== by part (board/size-groups.awk: each symbol once, in the first group that matches; the README's table)"
+awk -f board/size-groups.awk "$syms"
 
 echo "== largest $top symbols"
 sort -t$'\t' -k1,1 -rn "$syms" | head -"$top" | awk -F'\t' '{ printf "%8d %s %.110s\n", $1, $2, $3 }'

@@ -17,7 +17,7 @@ use super::inbox::Refused;
 use super::masters::MasterList;
 use super::state::Shared;
 use crate::proto::Version;
-use crate::proto::v1::{self, json};
+use crate::proto::v1::json;
 use crate::proto::v2::{self, CloseCode};
 use crate::session::agent::{AgentConfig, AgentEvent, AgentSession, SendError};
 use crate::session::{CloseInfo, Entropy};
@@ -158,7 +158,11 @@ pub async fn run(cfg: ConnConfig, shared: Shared, stop: smol::channel::Receiver<
             let mut masters = cfg.masters.borrow_mut();
             (masters.failed(lasted, random()), masters.addrs().len())
         };
-        let wait = format!("{} ms", mv.delay.as_millis());
+        // u64: printing a u128 (`as_millis`) links 128-bit formatting.
+        let wait = format!(
+            "{} ms",
+            u64::try_from(mv.delay.as_millis()).unwrap_or(u64::MAX)
+        );
         if listed == 1 {
             log::debug!("reconnecting in {wait}");
         } else if loud {
@@ -564,8 +568,13 @@ fn flush_reports(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
 }
 
 /// The legacy (v1) JSON report body.
+///
+/// CPU and load are fixed-point on the wire of v2 (per-mille, hundredths);
+/// they are written here as decimals straight from those integers, never
+/// through an `f64`: the text is the same as PHP's shortest float form
+/// (`12.3`, `0.25`, `2`; tested against [`json::write_f64`]), and the
+/// router build then links no float formatting for it.
 pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
-    use json::JsonScalar as J;
     let h = &r.health;
     let (rx, tx) = h
         .net
@@ -574,27 +583,126 @@ pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
         .fold((0u64, 0u64), |(a, b), n| {
             (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
         });
-    v1::report_body(&[
-        ("seq", J::UInt(u64::from(r.seq))),
-        ("time", J::UInt(r.unix_ms / 1000)),
-        ("cpu", J::Float(f64::from(h.cpu_permille) / 10.0)),
-        ("load1", J::Float(f64::from(h.load_x100[0]) / 100.0)),
-        ("load5", J::Float(f64::from(h.load_x100[1]) / 100.0)),
-        ("load15", J::Float(f64::from(h.load_x100[2]) / 100.0)),
-        ("mem_total_kb", J::UInt(h.memory.total_kb)),
-        ("mem_available_kb", J::UInt(h.memory.available_kb)),
-        ("uptime", J::UInt(h.uptime_s)),
-        ("processes", J::UInt(u64::from(h.processes))),
-        ("rx_bytes", J::UInt(rx)),
-        ("tx_bytes", J::UInt(tx)),
-        ("dropped", J::UInt(u64::from(r.dropped))),
-    ])
+    let mut out = Vec::with_capacity(256);
+    let mut num = Vec::with_capacity(16);
+    json::write_object(&mut out, |o| {
+        o.field_u64("seq", u64::from(r.seq))
+            .field_u64("time", r.unix_ms / 1000);
+        for (key, value, places) in [
+            ("cpu", u64::from(h.cpu_permille), 1),
+            ("load1", u64::from(h.load_x100[0]), 2),
+            ("load5", u64::from(h.load_x100[1]), 2),
+            ("load15", u64::from(h.load_x100[2]), 2),
+        ] {
+            num.clear();
+            write_fixed(&mut num, value, places);
+            o.field_raw(key, &num);
+        }
+        o.field_u64("mem_total_kb", h.memory.total_kb)
+            .field_u64("mem_available_kb", h.memory.available_kb)
+            .field_u64("uptime", h.uptime_s)
+            .field_u64("processes", u64::from(h.processes))
+            .field_u64("rx_bytes", rx)
+            .field_u64("tx_bytes", tx)
+            .field_u64("dropped", u64::from(r.dropped));
+    });
+    out
+}
+
+/// Appends `value / 10^places` as a JSON number: `123, 1` → `12.3`,
+/// `120, 1` → `12`, `5, 2` → `0.05` (no trailing zeros, no lone `.`).
+fn write_fixed(out: &mut Vec<u8>, value: u64, places: u32) {
+    let scale = 10u64.pow(places);
+    json::write_u64(out, value / scale);
+    let mut frac = value % scale;
+    if frac == 0 {
+        return;
+    }
+    out.push(b'.');
+    let mut digits = places;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    // Most significant first, with the fraction's leading zeros (`0.05`).
+    for d in (0..digits).rev() {
+        out.push(b'0' + (frac / 10u64.pow(d) % 10) as u8);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::v1;
     use std::net::TcpListener;
+
+    /// The body as it was written before: through `f64` and
+    /// [`json::write_f64`] (PHP's shortest form), the reference for
+    /// [`legacy_body`]'s integer decimals.
+    fn legacy_body_via_f64(r: &v2::Report) -> Vec<u8> {
+        use json::JsonScalar as J;
+        let h = &r.health;
+        let (rx, tx) = h
+            .net
+            .iter()
+            .filter(|n| n.name != "lo")
+            .fold((0u64, 0u64), |(a, b), n| {
+                (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
+            });
+        v1::report_body(&[
+            ("seq", J::UInt(u64::from(r.seq))),
+            ("time", J::UInt(r.unix_ms / 1000)),
+            ("cpu", J::Float(f64::from(h.cpu_permille) / 10.0)),
+            ("load1", J::Float(f64::from(h.load_x100[0]) / 100.0)),
+            ("load5", J::Float(f64::from(h.load_x100[1]) / 100.0)),
+            ("load15", J::Float(f64::from(h.load_x100[2]) / 100.0)),
+            ("mem_total_kb", J::UInt(h.memory.total_kb)),
+            ("mem_available_kb", J::UInt(h.memory.available_kb)),
+            ("uptime", J::UInt(h.uptime_s)),
+            ("processes", J::UInt(u64::from(h.processes))),
+            ("rx_bytes", J::UInt(rx)),
+            ("tx_bytes", J::UInt(tx)),
+            ("dropped", J::UInt(u64::from(r.dropped))),
+        ])
+    }
+
+    #[test]
+    fn legacy_body_writes_the_same_text_as_through_f64() {
+        let mut r = v2::Report {
+            seq: 7,
+            unix_ms: 1_700_000_123_456,
+            dropped: 2,
+            ..v2::Report::default()
+        };
+        r.health.memory.total_kb = 262_144;
+        r.health.uptime_s = 86_400;
+        // Every CPU value, and loads around every power of ten up to u32::MAX.
+        let mut loads: Vec<u32> = (0..=1000).collect();
+        let mut p = 1000u32;
+        while let Some(next) = p.checked_mul(10) {
+            loads.extend([next - 1, next, next + 1, next + 7, next + 50]);
+            p = next;
+        }
+        loads.extend([u32::MAX - 1, u32::MAX]);
+        for (i, &load) in loads.iter().enumerate() {
+            r.health.cpu_permille = u16::try_from(i % 1001).unwrap();
+            r.health.load_x100 = [load, load / 3, load.wrapping_mul(7)];
+            let got = legacy_body(&r);
+            let want = legacy_body_via_f64(&r);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        let mut spot = v2::Report::default();
+        spot.health.cpu_permille = 123;
+        spot.health.load_x100 = [5, 50, 200];
+        let text = String::from_utf8(legacy_body(&spot)).unwrap();
+        assert!(
+            text.contains(r#""cpu":12.3,"load1":0.05,"load5":0.5,"load15":2,"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_literal_address_needs_no_lookup() {

@@ -103,8 +103,17 @@ pub(super) fn permille(prev: Option<Ticks>, cur: Ticks) -> u16 {
         _ => Ticks::default(),
     };
     // No underflow: base is either <= cur in both fields or zero.
-    let busy = u128::from(cur.busy - base.busy);
-    let all = busy + u128::from(cur.idle - base.idle);
+    let mut busy = cur.busy - base.busy;
+    let mut idle = cur.idle - base.idle;
+    // u64 arithmetic, not u128: a 128-bit division is a 2 KB helper
+    // routine on 32-bit routers. Halving both keeps the ratio (to within
+    // rounding) and `busy * 1000 + all / 2` in range; it happens only past
+    // 2^64 / 2002 ticks (never, at 100 ticks a second).
+    while busy > u64::MAX / 2002 || idle > u64::MAX / 2002 {
+        busy >>= 1;
+        idle >>= 1;
+    }
+    let all = busy + idle;
     if all == 0 {
         // No tick elapsed (reads closer together than 10 ms).
         return 0;
@@ -332,6 +341,21 @@ mod tests {
             500
         );
         assert_eq!(permille(None, Ticks { busy: max, idle: 0 }), 1000);
+        let all = Ticks {
+            busy: u64::MAX,
+            idle: u64::MAX,
+        };
+        assert_eq!(permille(None, all), 500);
+        assert_eq!(
+            permille(
+                None,
+                Ticks {
+                    busy: u64::MAX / 4,
+                    idle: u64::MAX - u64::MAX / 4
+                }
+            ),
+            250
+        );
         assert_eq!(permille(t(max, 0), Ticks { busy: 0, idle: 0 }), 0);
     }
 }
