@@ -332,10 +332,18 @@ impl AgentSession {
         match self.state {
             State::AwaitWelcome(_) => {
                 if now.mono >= self.created + self.cfg.handshake_timeout {
-                    let secs = self.cfg.handshake_timeout.as_secs_f32();
+                    // Whole milliseconds, no float or u128: their
+                    // formatting is ~15 KB of a router build (board/README.md).
+                    let ms =
+                        u64::try_from(self.cfg.handshake_timeout.as_millis()).unwrap_or(u64::MAX);
+                    let within = if ms % 1000 == 0 {
+                        format!("{} s", ms / 1000)
+                    } else {
+                        format!("{ms} ms")
+                    };
                     self.close(
                         CloseCode::HandshakeTimeout,
-                        &format!("master did not answer the handshake within {secs} s"),
+                        &format!("master did not answer the handshake within {within}"),
                     );
                 }
             }
