@@ -177,19 +177,22 @@ pub fn watchdog_ping() {
 }
 
 /// Pings the watchdog every [`watchdog_interval`] for as long as the task
-/// runs, each time after `alive()` returned: run it on the executor whose
+/// runs, each time `alive()` returned `true`: run it on the executor whose
 /// life it vouches for, and let `alive` touch what a hang would block (the
-/// master: its registry lock). Ends at once if systemd does not watch.
+/// master: its registry lock, and its shards' answer to the last check).
+/// A `false` skips the ping, so systemd restarts a stuck service after
+/// `WatchdogSec`. Ends at once if systemd does not watch.
 #[cfg(any(feature = "agent", feature = "master"))]
-pub async fn watchdog(alive: impl Fn()) {
+pub async fn watchdog(alive: impl Fn() -> bool) {
     let Some(every) = watchdog_interval() else {
         return;
     };
     // The first ping at once: the watchdog runs from the start, and a
     // small WatchdogSec must not kill a service still starting.
     loop {
-        alive();
-        watchdog_ping();
+        if alive() {
+            watchdog_ping();
+        }
         smol::Timer::after(every).await;
     }
 }

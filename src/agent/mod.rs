@@ -213,7 +213,7 @@ async fn main(
     // answers: a master that is down must not fail the agent's start.
     smol::future::yield_now().await;
     crate::sd_notify::ready(&format!("agent {} running", run.uuid));
-    let watchdog = ex.spawn(crate::sd_notify::watchdog(|| ()));
+    let watchdog = ex.spawn(crate::sd_notify::watchdog(|| true));
     let signalled = loop {
         match signals.next().await {
             Some(Ok(Signal::Hup)) => {

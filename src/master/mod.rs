@@ -608,11 +608,19 @@ pub fn run(opts: MasterOptions) -> Result<(), String> {
         ex.spawn(forget_stale_legacy(master.clone())).detach();
         // systemd (Type=notify): ready now that the listeners are bound and
         // the PID file written; the watchdog is pinged from this executor
-        // only while the registry lock can be taken.
+        // only while the registry lock can be taken and every shard turns
+        // its loop.
         crate::sd_notify::ready(&format!("serving on http://{http_addr}/"));
         let m = master.clone();
-        ex.spawn(async move { crate::sd_notify::watchdog(|| drop(m.lock_registry())).await })
-            .detach();
+        let shards_alive = shards.liveness();
+        ex.spawn(async move {
+            crate::sd_notify::watchdog(|| {
+                drop(m.lock_registry());
+                shards_alive.check()
+            })
+            .await
+        })
+        .detach();
         lifecycle(master.clone(), signals).await
     }));
     drop(stop_tx);

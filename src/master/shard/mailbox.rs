@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::super::conn_handle::ConnId;
@@ -65,6 +65,10 @@ pub struct Mailbox {
     /// Set by the first notifier after the shard last emptied the box;
     /// later notifiers skip the eventfd write.
     signalled: AtomicBool,
+    /// Liveness checks sent ([`ping`](Mailbox::ping)) and the last one the
+    /// shard answered by taking its mail.
+    pings_sent: AtomicU32,
+    pings_answered: AtomicU32,
     mail: Mutex<Mail>,
 }
 
@@ -76,6 +80,8 @@ impl Mailbox {
         Ok(Mailbox {
             wake_fd,
             signalled: AtomicBool::new(false),
+            pings_sent: AtomicU32::new(0),
+            pings_answered: AtomicU32::new(0),
             mail: Mutex::new(Mail::default()),
         })
     }
@@ -107,6 +113,18 @@ impl Mailbox {
         self.wake();
     }
 
+    /// Asks the shard to show it still turns its loop (the systemd
+    /// watchdog's check): answered when it next takes its mail.
+    pub fn ping(&self) {
+        self.pings_sent.fetch_add(1, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Whether the shard has answered every [`ping`](Self::ping) so far.
+    pub fn answered(&self) -> bool {
+        self.pings_answered.load(Ordering::Acquire) == self.pings_sent.load(Ordering::Acquire)
+    }
+
     /// Whether mail is (probably) waiting: the shard looks before sleeping.
     pub fn is_signalled(&self) -> bool {
         self.signalled.load(Ordering::Acquire)
@@ -126,6 +144,8 @@ impl Mailbox {
     /// unseen.
     pub fn take(&self, spare: &mut Mail) {
         self.signalled.store(false, Ordering::Release);
+        self.pings_answered
+            .store(self.pings_sent.load(Ordering::Acquire), Ordering::Release);
         let mut buf = [0u8; 8];
         let _ = rustix::io::read(&self.wake_fd, &mut buf);
         spare.ready.clear();
@@ -175,5 +195,16 @@ mod tests {
         m.stop();
         m.take(&mut mail);
         assert!(mail.stop && mail.ready.is_empty());
+    }
+
+    #[test]
+    fn a_ping_is_answered_by_the_next_take() {
+        let m = Mailbox::new().unwrap();
+        assert!(m.answered(), "nothing asked yet");
+        m.ping();
+        assert!(!m.answered());
+        assert!(m.is_signalled(), "a ping wakes the shard");
+        m.take(&mut Mail::default());
+        assert!(m.answered());
     }
 }

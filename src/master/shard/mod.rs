@@ -114,6 +114,13 @@ impl Shards {
         Ok(Shards { mailboxes, threads })
     }
 
+    /// What the systemd watchdog asks the shards (see [`Liveness`]).
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            mailboxes: self.mailboxes.clone(),
+        }
+    }
+
     /// Tells every shard to drop its connections and end, and waits.
     pub fn stop(self) {
         for m in &self.mailboxes {
@@ -122,6 +129,33 @@ impl Shards {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+/// The watchdog's view of the shards: each check asks every shard to
+/// answer through its mailbox and reports whether all answered the
+/// previous one (a watchdog period ago).
+pub struct Liveness {
+    mailboxes: Vec<Arc<Mailbox>>,
+}
+
+impl Liveness {
+    /// Whether every shard answered the last check; then checks again.
+    /// A shard that did not is stuck: it is logged, and the caller skips
+    /// its watchdog ping so systemd restarts the master.
+    pub fn check(&self) -> bool {
+        let mut all = true;
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            if !m.answered() {
+                log::error!(
+                    "shard {i} has not turned its loop for a watchdog period: it is stuck; \
+                     not telling the systemd watchdog the master is alive"
+                );
+                all = false;
+            }
+            m.ping();
+        }
+        all
     }
 }
 
