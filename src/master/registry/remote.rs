@@ -139,7 +139,7 @@ impl Registry {
             }
             let p = Arc::new(p);
             if a.outbox.enqueue(p.clone(), &limits).is_err() {
-                a.stats.pushes_refused += 1;
+                a.stats.rare_mut().pushes_refused += 1;
                 break;
             }
             new.push(p.id);
