@@ -30,6 +30,7 @@ use crate::session::master::Peer;
 use crate::session::outbox::{Outbox, OutboxLimits};
 use crate::session::{CloseInfo, Traffic};
 
+pub mod agents;
 pub mod answers;
 pub mod downsample;
 pub mod identity;
@@ -41,6 +42,7 @@ pub mod remote;
 pub mod reports;
 pub mod texts;
 
+pub use agents::{AgentRef, Agents};
 pub use answers::{AnswerCheck, AnswerLimits};
 pub use downsample::LongHistory;
 pub use identity::IdentityRefused;
@@ -256,12 +258,14 @@ struct Reported {
     agent_dropped_reports: u64,
 }
 
-/// What an open connection is.
+/// What an open connection is: 16 bytes (issue 12: idle bytes per
+/// connection). A subscriber's uuid, which names no agent, is kept apart
+/// ([`Registry::subscriber_uuids`]).
 #[derive(Debug)]
 struct Conn {
     handle: Arc<ConnHandle>,
-    uuid: Option<Uuid>,
-    role: Option<Role>,
+    /// The agent that joined on it, if one did.
+    agent: Option<AgentRef>,
 }
 
 /// Global counters (master lifetime).
@@ -334,10 +338,12 @@ pub enum FleetEvent {
 /// The fleet.
 #[derive(Debug)]
 pub struct Registry {
-    /// Boxed: a map node then holds a key and a pointer per agent, not a
-    /// ~450-byte `Agent` in half-empty node slots (idle memory per agent).
-    agents: BTreeMap<Uuid, Box<Agent>>,
+    /// Every agent, by uuid and by the [`AgentRef`] its connections hold.
+    agents: Agents,
     conns: HashMap<ConnId, Conn>,
+    /// The uuids subscriber connections joined with (few; they name no
+    /// agent, so their connection entries hold none).
+    subscriber_uuids: HashMap<ConnId, Uuid>,
     /// Connections with a v2 subscription and its scope (few: dashboards,
     /// collectors; kept apart so a connection entry stays small).
     subscribers: Vec<(ConnId, Scope)>,
@@ -374,8 +380,9 @@ impl Registry {
     /// An empty fleet.
     pub fn new(limits: OutboxLimits, now: Instant) -> Registry {
         Registry {
-            agents: BTreeMap::new(),
+            agents: Agents::default(),
             conns: HashMap::new(),
+            subscriber_uuids: HashMap::new(),
             subscribers: Vec::new(),
             legacy_subscribers: Vec::new(),
             pushes: pushes::PushTable::default(),
@@ -409,12 +416,12 @@ impl Registry {
 
     /// All agents, by uuid.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.agents.values().map(|a| &**a)
+        self.agents.values()
     }
 
     /// One agent.
     pub fn agent(&self, uuid: &Uuid) -> Option<&Agent> {
-        self.agents.get(uuid).map(|a| &**a)
+        self.agents.get(uuid)
     }
 
     /// Number of agents online.
@@ -439,8 +446,7 @@ impl Registry {
             handle.id,
             Conn {
                 handle,
-                uuid: None,
-                role: None,
+                agent: None,
             },
         );
     }
@@ -469,17 +475,16 @@ impl Registry {
         }
         // An unknown connection (closed meanwhile) has nothing to join.
         let conn = self.conns.get_mut(&id)?;
-        conn.uuid = Some(peer.uuid);
-        conn.role = Some(peer.role);
         if peer.role == Role::Subscriber {
+            self.subscriber_uuids.insert(id, peer.uuid);
             return None;
         }
         let handle = conn.handle.clone();
-        let empty = &self.texts;
-        let a = self
+        let empty = self.texts.empty();
+        let (agent, a) = self
             .agents
-            .entry(peer.uuid)
-            .or_insert_with(|| Box::new(Agent::new(peer.uuid, empty.empty())));
+            .get_or_insert_with(peer.uuid, || Agent::new(peer.uuid, empty))?;
+        conn.agent = Some(agent);
         // A v2 uuid is one authenticated device: its newest session wins.
         // Legacy clients open several connections under one uuid (a push
         // subscriber beside a reporter), so v1 never replaces.
@@ -551,13 +556,17 @@ impl Registry {
 
     /// The uuid that joined on connection `id`, if one did: the close
     /// log names it, as the join log does.
+    /// (An agent forgotten meanwhile no longer names it.)
     pub fn uuid_of(&self, id: ConnId) -> Option<Uuid> {
-        self.conns.get(&id)?.uuid
+        match self.conns.get(&id)?.agent {
+            Some(r) => Some(self.agents.by_ref(r)?.uuid),
+            None => self.subscriber_uuids.get(&id).copied(),
+        }
     }
 
     fn agent_of_mut(&mut self, id: ConnId) -> Option<&mut Agent> {
-        let uuid = self.conns.get(&id)?.uuid?;
-        let a = self.agents.get_mut(&uuid)?;
+        let r = self.conns.get(&id)?.agent?;
+        let a = self.agents.by_ref_mut(r)?;
         a.conn.as_ref().is_some_and(|c| c.id == id).then_some(a)
     }
 
@@ -581,10 +590,11 @@ impl Registry {
         // Both lists are short (subscribers, not agents).
         self.subscribers.retain(|&(s, _)| s != id);
         self.legacy_subscribers.retain(|&s| s != id);
-        let Some(uuid) = conn.uuid else { return };
-        let Some(a) = self.agents.get_mut(&uuid) else {
+        self.subscriber_uuids.remove(&id);
+        let Some(a) = conn.agent.and_then(|r| self.agents.by_ref_mut(r)) else {
             return;
         };
+        let uuid = a.uuid;
         if let Some(kind) = info.frame_error {
             *a.stats.rare_mut().errors.entry(kind).or_default() += 1;
         }
@@ -650,10 +660,9 @@ impl Registry {
     /// Makes sure an agent entry exists (for pushes to a uuid that has a
     /// key but has not connected yet, and for recovered pushes).
     pub fn ensure_agent(&mut self, uuid: Uuid) {
-        let empty = &self.texts;
+        let empty = self.texts.empty();
         self.agents
-            .entry(uuid)
-            .or_insert_with(|| Box::new(Agent::new(uuid, empty.empty())));
+            .get_or_insert_with(uuid, || Agent::new(uuid, empty));
     }
 }
 
@@ -680,6 +689,38 @@ mod tests {
     /// Any peer address.
     pub(super) fn addr() -> SocketAddr {
         "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn connections_name_their_agent_or_subscriber_uuid_until_closed() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        for i in 1..=3 {
+            r.conn_opened(ConnHandle::new(i));
+        }
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        let mut sub = peer("s", "");
+        sub.role = Role::Subscriber;
+        r.joined(2, &sub, addr(), t, 0);
+        assert_eq!(r.uuid_of(1), Some(peer("a", "g").uuid));
+        assert_eq!(r.uuid_of(2), Some(sub.uuid));
+        assert_eq!(r.uuid_of(3), None, "a connection that never joined");
+        assert!(r.agent(&sub.uuid).is_none(), "a subscriber is no agent");
+        let info = CloseInfo {
+            code: CloseCode::Normal,
+            reason: "x".into(),
+            by_peer: true,
+            frame_error: None,
+        };
+        r.conn_closed(2, &info, 0);
+        assert_eq!(r.uuid_of(2), None);
+        assert!(r.subscriber_uuids.is_empty());
+        r.conn_closed(1, &info, 0);
+        assert!(r.forget(&peer("a", "g").uuid).is_some());
+        assert!(
+            r.texts.is_empty(),
+            "its group and software texts go with it"
+        );
     }
 
     #[test]

@@ -206,11 +206,12 @@ impl Registry {
         let mut status = Vec::with_capacity(targets.len());
         let limits = self.limits;
         for u in targets {
-            let empty = &self.texts;
-            let a = self
-                .agents
-                .entry(*u)
-                .or_insert_with(|| Box::new(Agent::new(*u, empty.empty())));
+            let empty = self.texts.empty();
+            let Some((_, a)) = self.agents.get_or_insert_with(*u, || Agent::new(*u, empty)) else {
+                // Only with 2^32 agents: refused like a full outbox.
+                refused.push(*u);
+                continue;
+            };
             match a.outbox.enqueue(push.clone(), &limits) {
                 Ok(()) => {
                     status.push((*u, Delivery::Queued));

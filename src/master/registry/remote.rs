@@ -182,7 +182,6 @@ impl Registry {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.agents
             .range((from, Bound::Unbounded))
-            .map(|(_, a)| &**a)
             .filter(|a| a.online())
     }
 
