@@ -27,7 +27,7 @@ use super::conn_handle::{Cmd, ConnHandle, ConnId};
 use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
 use crate::session::master::Peer;
-use crate::session::outbox::{Outbox, OutboxLimits};
+use crate::session::outbox::OutboxLimits;
 use crate::session::{CloseInfo, Traffic};
 
 pub mod agents;
@@ -35,6 +35,7 @@ pub mod answers;
 pub mod downsample;
 pub mod identity;
 pub mod inbox_fit;
+pub mod lazy_outbox;
 pub mod legacy_memory;
 pub mod oversize_fanout;
 pub mod pushes;
@@ -46,6 +47,7 @@ pub use agents::{AgentRef, Agents};
 pub use answers::{AnswerCheck, AnswerLimits};
 pub use downsample::LongHistory;
 pub use identity::IdentityRefused;
+pub use lazy_outbox::LazyOutbox;
 pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{Cadence, HISTORY_LEN, Latest, Point};
@@ -158,8 +160,8 @@ pub struct Agent {
     pub last_seen: Option<(Instant, u64)>,
     /// Counters.
     pub stats: AgentStats,
-    /// Pushes awaiting its ack.
-    pub outbox: Outbox,
+    /// Pushes awaiting its ack (allocated only while some wait).
+    pub outbox: LazyOutbox,
     /// How its last session ended.
     pub last_close: Option<Box<LastClose>>,
     /// What its reports left (`None`: it never reported).
@@ -182,7 +184,7 @@ impl Agent {
             connected_since: None,
             last_seen: None,
             stats: AgentStats::default(),
-            outbox: Outbox::new(),
+            outbox: LazyOutbox::default(),
             last_close: None,
             reported: None,
         }
