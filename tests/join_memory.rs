@@ -169,17 +169,17 @@ const MAX_SESSION_SIZE: usize = 296;
 /// Measured: 80 B, the two directions' cipher keys (99 B before, with the
 /// peer's group and software texts).
 const MAX_SESSION_HEAP: isize = 96;
-/// Measured: 388 B at N = 10,000 (and at 2,000). Before: 673 B at 10,000,
+/// Measured: 380 B at N = 10,000 (and at 2,000). Before: 673 B at 10,000,
 /// 697 B at 2,000 (769 B before the long history was boxed on first use),
 /// when `Agent` was 480 B, held every report-only field inline and a
 /// connection entry named its agent by its 33-byte uuid (48-byte `Conn`).
-/// Now: `Agent` 248 B (what reports leave, rare counters and the outbox
+/// Now: `Agent` 240 B (what reports leave, rare counters and the outbox
 /// boxed on first use, texts interned), a 16-byte connection entry naming
 /// the agent's slot, the uuid index (~70 B: a B-tree of 33-byte keys) and
 /// the slab's pointer.
-const MAX_REGISTRY_PER_AGENT: isize = 400;
-/// Measured: 248 B (480 B before).
-const MAX_AGENT_SIZE: usize = 256;
+const MAX_REGISTRY_PER_AGENT: isize = 392;
+/// Measured: 240 B (480 B before).
+const MAX_AGENT_SIZE: usize = 248;
 
 #[test]
 fn an_idle_sealed_session_holds_little() {

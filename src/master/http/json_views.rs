@@ -85,7 +85,7 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
         "wire": a.version.map(|v| format!("v{}", v.as_u8())),
         "sealed": a.sealed,
         "software": &*a.software,
-        "connected_since_unix_ms": a.connected_since.map(|c| c.1),
+        "connected_since_unix_ms": a.connected_since,
         "last_seen_unix_ms": a.last_seen.map(|c| c.1),
         "last_seen_ago_s": a.last_seen.map(|c| now.saturating_duration_since(c.0).as_secs()),
         "latest": a.history().back().map(point_json),
