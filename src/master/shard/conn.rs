@@ -652,9 +652,6 @@ mod tests {
         // What a connection costs beyond its session, in its shard's slot
         // (its socket's kernel memory aside): BENCHMARKS.md, idle memory.
         let shell = std::mem::size_of::<Conn>() - std::mem::size_of::<MasterSession>();
-        assert!(
-            shell <= 192,
-            "the shell's part of a connection grew to {shell} B"
-        );
+        assert!(shell <= 192, "the shell's part of a connection grew to {shell} B");
     }
 }
