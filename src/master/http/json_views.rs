@@ -33,7 +33,7 @@ fn round1(x: f64) -> f64 {
 /// without one): the fleet table's "disk" column and its problem filter,
 /// without sending every agent's mounts in the list.
 fn disk_used_max(a: &Agent) -> Option<f64> {
-    let Some(Latest::V2(r)) = &a.latest else {
+    let Some(Latest::V2(r)) = a.latest() else {
         return None;
     };
     r.health
@@ -75,38 +75,40 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
     let now = std::time::Instant::now();
     let _ = reg; // kept for group-level fields later
     let s = &a.stats;
+    let rare = s.rare();
+    let cadence = a.cadence();
     let mut v = json!({
         "uuid": a.uuid.to_string(),
-        "group": a.group,
+        "group": &*a.group,
         "online": a.online(),
         "address": a.addr.map(|x| x.to_string()),
         "wire": a.version.map(|v| format!("v{}", v.as_u8())),
         "sealed": a.sealed,
-        "software": a.software,
-        "connected_since_unix_ms": a.connected_since.map(|c| c.1),
+        "software": &*a.software,
+        "connected_since_unix_ms": a.connected_since,
         "last_seen_unix_ms": a.last_seen.map(|c| c.1),
         "last_seen_ago_s": a.last_seen.map(|c| now.saturating_duration_since(c.0).as_secs()),
-        "latest": a.history.back().map(point_json),
+        "latest": a.history().back().map(point_json),
         "disk_used_max_pct": disk_used_max(a),
         // Measured on the master's clock (reports::Cadence), for "stale":
         // no report for more than three intervals.
-        "interval_ms": (a.cadence.interval_ms > 0).then_some(a.cadence.interval_ms),
-        "last_report_ago_ms": a.cadence.last.map(|t| now.saturating_duration_since(t).as_millis() as u64),
+        "interval_ms": (cadence.interval_ms > 0).then_some(cadence.interval_ms),
+        "last_report_ago_ms": cadence.last.map(|t| now.saturating_duration_since(t).as_millis() as u64),
         "pushes_queued": a.outbox.len(),
         "counters": {
             "frames_in": s.frames_in, "frames_out": s.frames_out,
             "bytes_in": s.bytes_in, "bytes_out": s.bytes_out,
-            "reports": s.reports, "sessions": s.sessions, "evictions": s.evictions,
-            "errors": s.errors, "send_failures": s.send_failures,
-            "pushes_delivered": s.pushes_delivered, "pushes_duplicate": s.pushes_duplicate,
-            "pushes_refused": s.pushes_refused, "agent_dropped_reports": s.agent_dropped_reports,
+            "reports": a.reports(), "sessions": s.sessions, "evictions": rare.evictions,
+            "errors": rare.errors, "send_failures": rare.send_failures,
+            "pushes_delivered": rare.pushes_delivered, "pushes_duplicate": rare.pushes_duplicate,
+            "pushes_refused": rare.pushes_refused, "agent_dropped_reports": a.agent_dropped_reports(),
         },
         "last_close": a.last_close.as_ref().map(|c| json!({"code": c.code, "reason": c.reason, "unix_ms": c.unix_ms})),
     });
     if detail && let Value::Object(o) = &mut v {
         o.insert(
             "health".into(),
-            match &a.latest {
+            match a.latest() {
                 Some(Latest::V2(r)) => json!({
                     "seq": r.seq, "unix_ms": r.unix_ms, "age_ms": r.age_ms,
                     "dropped": r.dropped, "host": health_json(&r.health),
@@ -117,7 +119,7 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
         );
         o.insert(
             "history".into(),
-            Value::Array(a.history.iter().map(point_json).collect()),
+            Value::Array(a.history().iter().map(point_json).collect()),
         );
         // One-minute averages over up to a day (registry::downsample),
         // each stamped with the start of its minute; the last one is the
@@ -125,7 +127,7 @@ pub fn agent_json(a: &Agent, reg: &Registry, detail: bool) -> Value {
         o.insert(
             "history_long".into(),
             Value::Array(
-                a.history_long
+                a.history_long()
                     .buckets()
                     .map(|b| point_json(&b.point()))
                     .collect(),

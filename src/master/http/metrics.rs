@@ -363,7 +363,7 @@ pub fn render(m: &Master) -> String {
         "Numeric metrics a local process added with `edge-gw report KEY=VALUE` (online agents).",
     );
     for a in reg.agents().filter(|a| a.online()) {
-        let Some(Latest::V2(report)) = &a.latest else {
+        let Some(Latest::V2(report)) = a.latest() else {
             continue;
         };
         for (key, value) in &report.health.custom {
@@ -383,7 +383,7 @@ pub fn render(m: &Master) -> String {
         o.val(
             "edge_gw_agent_reports_total",
             &remote.labels(a),
-            a.stats.reports,
+            a.reports(),
         );
     }
     remote.gauge(&mut o, "edge_gw_agent_reports_total");
@@ -710,7 +710,7 @@ fn agent_labels(a: &Agent) -> String {
 
 /// The latest health point of an online agent; `None` once it is offline.
 fn health(a: &Agent) -> Option<&Point> {
-    a.online().then(|| a.history.back()).flatten()
+    a.online().then(|| a.history().back()).flatten()
 }
 
 /// Every close reason the master can count, in code order, then "other".

@@ -158,7 +158,7 @@ impl Registry {
     /// [`answers_stored`](Self::answers_stored) or
     /// [`answer_not_queued`](Self::answer_not_queued).
     pub fn check_answer(&mut self, conn: ConnId, r: &v2::PushResult) -> AnswerCheck {
-        let Some(uuid) = self.conns.get(&conn).and_then(|c| c.uuid) else {
+        let Some(uuid) = self.uuid_of(conn) else {
             return self.refuse_answer("not_an_agent");
         };
         let t = &mut self.answers;

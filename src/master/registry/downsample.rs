@@ -110,6 +110,9 @@ struct Minutes {
 }
 
 impl LongHistory {
+    /// No points: what an agent that never reported shows.
+    pub const EMPTY: LongHistory = LongHistory { inner: None };
+
     /// Adds one point: O(1), and at most one allocation per doubling of
     /// the ring until it holds a day.
     pub fn add(&mut self, p: &Point) {

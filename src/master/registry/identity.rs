@@ -133,8 +133,8 @@ mod tests {
         let a = r.agent(&u).unwrap();
         assert_eq!((a.version, a.sealed), (Some(Version::V2), true));
         assert!(a.conn.as_ref().is_some_and(|c| c.id == 1));
-        assert!(matches!(a.latest, Some(super::super::Latest::V2(_))));
-        assert_eq!(a.stats.reports, 1);
+        assert!(matches!(a.latest(), Some(super::super::Latest::V2(_))));
+        assert_eq!(a.reports(), 1);
         assert!(
             handles[0].take().is_empty(),
             "the sealed session is not told anything"
@@ -143,7 +143,7 @@ mod tests {
         r.conn_closed(2, &closed(), 0);
         assert!(r.agent(&u).unwrap().online());
         r.report(1, Box::new(v2::Report::default()), t, 0);
-        assert_eq!(r.agent(&u).unwrap().stats.reports, 2);
+        assert_eq!(r.agent(&u).unwrap().reports(), 2);
         // Plaintext v2 may not take it either.
         let refused = r.joined(3, &plaintext("a"), addr(), t, 0).unwrap();
         assert_eq!(refused.who, Unauthenticated::Plaintext);

@@ -158,7 +158,7 @@ mod tests {
         let held = budget.held(Kind::HealthBodies);
         assert!((3000..3100).contains(&held), "{held}");
         let a = r.agent(&Uuid::from_text("v1-1").unwrap()).unwrap();
-        assert!(matches!(&a.latest, Some(Latest::Legacy(s)) if s.len() == 1000));
+        assert!(matches!(a.latest(), Some(Latest::Legacy(s)) if s.len() == 1000));
 
         // Online agents are kept; offline ones once not heard for the
         // retention time.
@@ -192,8 +192,8 @@ mod tests {
         let kept = |n: &str| {
             r.agent(&Uuid::from_text(n).unwrap())
                 .unwrap()
-                .latest
-                .clone()
+                .latest()
+                .cloned()
         };
         assert!(kept("v1-1").is_some());
         assert!(kept("v1-2").is_none());

@@ -27,27 +27,35 @@ use super::conn_handle::{Cmd, ConnHandle, ConnId};
 use crate::proto::v2::{self, CloseCode, Role, Scope};
 use crate::proto::{Uuid, Version};
 use crate::session::master::Peer;
-use crate::session::outbox::{Outbox, OutboxLimits};
+use crate::session::outbox::OutboxLimits;
 use crate::session::{CloseInfo, Traffic};
 
+pub mod agents;
 pub mod answers;
 pub mod downsample;
 pub mod identity;
 pub mod inbox_fit;
+pub mod lazy_outbox;
 pub mod legacy_memory;
 pub mod oversize_fanout;
 pub mod pushes;
 pub mod remote;
 pub mod reports;
+pub mod texts;
 
+pub use agents::{AgentRef, Agents};
 pub use answers::{AnswerCheck, AnswerLimits};
 pub use downsample::LongHistory;
 pub use identity::IdentityRefused;
+pub use lazy_outbox::LazyOutbox;
 pub use legacy_memory::LegacyLimits;
 pub use pushes::{DONE_PUSHES_KEPT, Delivery, PushStatus};
 pub use reports::{Cadence, HISTORY_LEN, Latest, Point};
 
-/// Counters of one agent.
+/// Counters of one agent. The ones every connection moves stay inline;
+/// the rest, which most agents never touch, live in [`RareStats`],
+/// allocated on first use (issue 12: idle bytes per agent). All stay
+/// `u64`: they are exported as monotonic Prometheus counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentStats {
     /// Frames received.
@@ -58,10 +66,16 @@ pub struct AgentStats {
     pub bytes_in: u64,
     /// Bytes sent.
     pub bytes_out: u64,
-    /// Reports received.
-    pub reports: u64,
     /// Sessions opened (joins).
     pub sessions: u64,
+    /// The rarely moved counters (`None`: all zero).
+    rare: Option<Box<RareStats>>,
+}
+
+/// An agent's counters that stay zero for most agents: errors, evictions,
+/// failed sends and push outcomes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RareStats {
     /// Times evicted for silence.
     pub evictions: u64,
     /// Frame errors by kind.
@@ -74,8 +88,28 @@ pub struct AgentStats {
     pub pushes_duplicate: u64,
     /// Pushes refused because the outbox was full.
     pub pushes_refused: u64,
-    /// Reports the agent dropped from its own full ring (its last count).
-    pub agent_dropped_reports: u64,
+}
+
+/// All zero, for agents that never moved a rare counter.
+static NO_RARE_STATS: RareStats = RareStats {
+    evictions: 0,
+    errors: BTreeMap::new(),
+    send_failures: 0,
+    pushes_delivered: 0,
+    pushes_duplicate: 0,
+    pushes_refused: 0,
+};
+
+impl AgentStats {
+    /// The rarely moved counters (zeros when none moved).
+    pub fn rare(&self) -> &RareStats {
+        self.rare.as_deref().unwrap_or(&NO_RARE_STATS)
+    }
+
+    /// The rarely moved counters, allocated on first use.
+    pub fn rare_mut(&mut self) -> &mut RareStats {
+        self.rare.get_or_insert_with(Box::default)
+    }
 }
 
 /// How the last session of an agent ended.
@@ -90,76 +124,70 @@ pub struct LastClose {
 }
 
 /// An agent known to the master.
+///
+/// Kept small (issue 12: idle bytes per connection): what only reports
+/// fill lives in [`Reported`], boxed on the first report; rare counters in
+/// [`RareStats`]; group and software texts are interned ([`texts`]), one
+/// copy per distinct text however many agents share it.
 #[derive(Debug)]
 pub struct Agent {
     /// Its uuid.
     pub uuid: Uuid,
-    /// Group label.
-    pub group: String,
-    /// Address of the current or last connection.
-    pub addr: Option<SocketAddr>,
-    /// Wire version of the current or last session.
-    pub version: Option<Version>,
     /// Whether that session was sealed.
     pub sealed: bool,
     /// Whether it has ever joined sealed this run: from then on its uuid
     /// is an authenticated identity no unauthenticated session may claim
     /// ([`identity`]).
     pub authenticated: bool,
-    /// Its software text.
-    pub software: String,
+    /// Wire version of the current or last session.
+    pub version: Option<Version>,
+    /// CRC-32 of the key of the current or last sealed session.
+    pub key_id: u32,
     /// The push inbox its last session announced (`None`: not told), kept
     /// while offline so pushes that could never fit are refused then too.
     pub inbox: Option<v2::InboxLimits>,
-    /// CRC-32 of the key of the current or last sealed session.
-    pub key_id: u32,
+    /// Group label (interned).
+    pub group: Arc<str>,
+    /// Its software text (interned).
+    pub software: Arc<str>,
+    /// Address of the current or last connection.
+    pub addr: Option<SocketAddr>,
     /// The live connection, if online.
     pub conn: Option<Arc<ConnHandle>>,
-    /// When the current session joined (monotonic) and as Unix ms.
-    pub connected_since: Option<(Instant, u64)>,
+    /// When the current session joined, Unix ms (only shown: no monotonic
+    /// time is kept for it, 16 bytes less per agent).
+    pub connected_since: Option<u64>,
     /// Last frame seen (monotonic) and as Unix ms.
     pub last_seen: Option<(Instant, u64)>,
-    /// Latest health.
-    pub latest: Option<Latest>,
-    /// Recent health points, oldest first.
-    pub history: VecDeque<Point>,
-    /// One-minute averages over a day ([`downsample`]).
-    pub history_long: LongHistory,
-    /// When its live reports arrive ([`Cadence`]).
-    pub cadence: Cadence,
     /// Counters.
     pub stats: AgentStats,
-    /// Pushes awaiting its ack.
-    pub outbox: Outbox,
+    /// Pushes awaiting its ack (allocated only while some wait).
+    pub outbox: LazyOutbox,
     /// How its last session ended.
     pub last_close: Option<Box<LastClose>>,
-    /// Previous network totals, for rates: (monotonic, rx, tx).
-    prev_net: Option<(Instant, u64, u64)>,
+    /// What its reports left (`None`: it never reported).
+    reported: Option<Box<Reported>>,
 }
 
 impl Agent {
-    fn new(uuid: Uuid) -> Agent {
+    fn new(uuid: Uuid, empty: Arc<str>) -> Agent {
         Agent {
             uuid,
-            group: String::new(),
-            addr: None,
-            version: None,
             sealed: false,
             authenticated: false,
-            software: String::new(),
-            inbox: None,
+            version: None,
             key_id: 0,
+            inbox: None,
+            group: empty.clone(),
+            software: empty,
+            addr: None,
             conn: None,
             connected_since: None,
             last_seen: None,
-            latest: None,
-            history: VecDeque::new(),
-            history_long: LongHistory::default(),
-            cadence: Cadence::default(),
             stats: AgentStats::default(),
-            outbox: Outbox::new(),
+            outbox: LazyOutbox::default(),
             last_close: None,
-            prev_net: None,
+            reported: None,
         }
     }
 
@@ -167,14 +195,80 @@ impl Agent {
     pub fn online(&self) -> bool {
         self.conn.is_some()
     }
+
+    /// Latest health.
+    pub fn latest(&self) -> Option<&Latest> {
+        self.reported.as_ref()?.latest.as_ref()
+    }
+
+    /// Recent health points, oldest first.
+    pub fn history(&self) -> &VecDeque<Point> {
+        self.reported.as_ref().map_or(&NO_HISTORY, |r| &r.history)
+    }
+
+    /// One-minute averages over a day ([`downsample`]).
+    pub fn history_long(&self) -> &LongHistory {
+        self.reported
+            .as_ref()
+            .map_or(&LongHistory::EMPTY, |r| &r.history_long)
+    }
+
+    /// When its live reports arrive ([`Cadence`]).
+    pub fn cadence(&self) -> Cadence {
+        self.reported
+            .as_ref()
+            .map_or_else(Cadence::default, |r| r.cadence)
+    }
+
+    /// Reports received.
+    pub fn reports(&self) -> u64 {
+        self.reported.as_ref().map_or(0, |r| r.reports)
+    }
+
+    /// Reports the agent dropped from its own full ring (its last count).
+    pub fn agent_dropped_reports(&self) -> u64 {
+        self.reported
+            .as_ref()
+            .map_or(0, |r| r.agent_dropped_reports)
+    }
+
+    /// What its reports left, allocated on the first one.
+    fn reported_mut(&mut self) -> &mut Reported {
+        self.reported.get_or_insert_with(Box::default)
+    }
 }
 
-/// What an open connection is.
+/// No history, for agents that never reported.
+static NO_HISTORY: VecDeque<Point> = VecDeque::new();
+
+/// What an agent's reports leave behind: nothing of it exists for an agent
+/// that only keeps its connection (heartbeats), which costs one pointer.
+#[derive(Debug, Default)]
+struct Reported {
+    /// Latest health.
+    latest: Option<Latest>,
+    /// Recent health points, oldest first.
+    history: VecDeque<Point>,
+    /// One-minute averages over a day ([`downsample`]).
+    history_long: LongHistory,
+    /// When its live reports arrive ([`Cadence`]).
+    cadence: Cadence,
+    /// Previous network totals, for rates: (monotonic, rx, tx).
+    prev_net: Option<(Instant, u64, u64)>,
+    /// Reports received.
+    reports: u64,
+    /// Reports the agent dropped from its own full ring (its last count).
+    agent_dropped_reports: u64,
+}
+
+/// What an open connection is: 16 bytes (issue 12: idle bytes per
+/// connection). A subscriber's uuid, which names no agent, is kept apart
+/// ([`Registry::subscriber_uuids`]).
 #[derive(Debug)]
 struct Conn {
     handle: Arc<ConnHandle>,
-    uuid: Option<Uuid>,
-    role: Option<Role>,
+    /// The agent that joined on it, if one did.
+    agent: Option<AgentRef>,
 }
 
 /// Global counters (master lifetime).
@@ -247,10 +341,12 @@ pub enum FleetEvent {
 /// The fleet.
 #[derive(Debug)]
 pub struct Registry {
-    /// Boxed: a map node then holds a key and a pointer per agent, not a
-    /// ~450-byte `Agent` in half-empty node slots (idle memory per agent).
-    agents: BTreeMap<Uuid, Box<Agent>>,
+    /// Every agent, by uuid and by the [`AgentRef`] its connections hold.
+    agents: Agents,
     conns: HashMap<ConnId, Conn>,
+    /// The uuids subscriber connections joined with (few; they name no
+    /// agent, so their connection entries hold none).
+    subscriber_uuids: HashMap<ConnId, Uuid>,
     /// Connections with a v2 subscription and its scope (few: dashboards,
     /// collectors; kept apart so a connection entry stays small).
     subscribers: Vec<(ConnId, Scope)>,
@@ -276,6 +372,8 @@ pub struct Registry {
     oversize_fanout: oversize_fanout::OversizeFanout,
     /// Reports for other masters of a cluster ([`remote`]).
     remote: remote::RemoteState,
+    /// Agents' group and software texts, one copy each.
+    texts: texts::Texts,
     /// Monotonic start, for uptime.
     pub started: Instant,
     next_conn: u64,
@@ -285,8 +383,9 @@ impl Registry {
     /// An empty fleet.
     pub fn new(limits: OutboxLimits, now: Instant) -> Registry {
         Registry {
-            agents: BTreeMap::new(),
+            agents: Agents::default(),
             conns: HashMap::new(),
+            subscriber_uuids: HashMap::new(),
             subscribers: Vec::new(),
             legacy_subscribers: Vec::new(),
             pushes: pushes::PushTable::default(),
@@ -299,6 +398,7 @@ impl Registry {
             events: Vec::new(),
             oversize_fanout: oversize_fanout::OversizeFanout::default(),
             remote: remote::RemoteState::default(),
+            texts: texts::Texts::default(),
             started: now,
             next_conn: 1,
         }
@@ -319,12 +419,12 @@ impl Registry {
 
     /// All agents, by uuid.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.agents.values().map(|a| &**a)
+        self.agents.values()
     }
 
     /// One agent.
     pub fn agent(&self, uuid: &Uuid) -> Option<&Agent> {
-        self.agents.get(uuid).map(|a| &**a)
+        self.agents.get(uuid)
     }
 
     /// Number of agents online.
@@ -349,8 +449,7 @@ impl Registry {
             handle.id,
             Conn {
                 handle,
-                uuid: None,
-                role: None,
+                agent: None,
             },
         );
     }
@@ -379,16 +478,16 @@ impl Registry {
         }
         // An unknown connection (closed meanwhile) has nothing to join.
         let conn = self.conns.get_mut(&id)?;
-        conn.uuid = Some(peer.uuid);
-        conn.role = Some(peer.role);
         if peer.role == Role::Subscriber {
+            self.subscriber_uuids.insert(id, peer.uuid);
             return None;
         }
         let handle = conn.handle.clone();
-        let a = self
+        let empty = self.texts.empty();
+        let (agent, a) = self
             .agents
-            .entry(peer.uuid)
-            .or_insert_with(|| Box::new(Agent::new(peer.uuid)));
+            .get_or_insert_with(peer.uuid, || Agent::new(peer.uuid, empty))?;
+        conn.agent = Some(agent);
         // A v2 uuid is one authenticated device: its newest session wins.
         // Legacy clients open several connections under one uuid (a push
         // subscriber beside a reporter), so v1 never replaces.
@@ -406,20 +505,22 @@ impl Registry {
             }
         }
         if !peer.group.is_empty() || peer.version == Version::V2 {
-            a.group.clone_from(&peer.group);
+            self.texts.replace(&mut a.group, &peer.group);
         }
         a.addr = Some(addr);
         a.version = Some(peer.version);
         a.sealed = peer.sealed;
         a.authenticated |= peer.sealed;
-        a.software.clone_from(&peer.software);
+        self.texts.replace(&mut a.software, &peer.software);
         a.inbox = peer.inbox;
         a.key_id = peer.key_id;
         a.conn = Some(handle);
-        a.connected_since = Some((mono, unix_ms));
+        a.connected_since = Some(unix_ms);
         a.last_seen = Some((mono, unix_ms));
         a.stats.sessions += 1;
-        a.prev_net = None;
+        if let Some(r) = &mut a.reported {
+            r.prev_net = None;
+        }
         // Unacked pushes are due again on the new session.
         a.outbox.disconnected();
         inbox_fit::drop_unfit(a, &mut self.pushes);
@@ -458,13 +559,17 @@ impl Registry {
 
     /// The uuid that joined on connection `id`, if one did: the close
     /// log names it, as the join log does.
+    /// (An agent forgotten meanwhile no longer names it.)
     pub fn uuid_of(&self, id: ConnId) -> Option<Uuid> {
-        self.conns.get(&id)?.uuid
+        match self.conns.get(&id)?.agent {
+            Some(r) => Some(self.agents.by_ref(r)?.uuid),
+            None => self.subscriber_uuids.get(&id).copied(),
+        }
     }
 
     fn agent_of_mut(&mut self, id: ConnId) -> Option<&mut Agent> {
-        let uuid = self.conns.get(&id)?.uuid?;
-        let a = self.agents.get_mut(&uuid)?;
+        let r = self.conns.get(&id)?.agent?;
+        let a = self.agents.by_ref_mut(r)?;
         a.conn.as_ref().is_some_and(|c| c.id == id).then_some(a)
     }
 
@@ -472,7 +577,7 @@ impl Registry {
     pub fn send_failed(&mut self, id: ConnId) {
         self.counters.send_failures += 1;
         if let Some(a) = self.agent_of_mut(id) {
-            a.stats.send_failures += 1;
+            a.stats.rare_mut().send_failures += 1;
         }
     }
 
@@ -488,15 +593,16 @@ impl Registry {
         // Both lists are short (subscribers, not agents).
         self.subscribers.retain(|&(s, _)| s != id);
         self.legacy_subscribers.retain(|&s| s != id);
-        let Some(uuid) = conn.uuid else { return };
-        let Some(a) = self.agents.get_mut(&uuid) else {
+        self.subscriber_uuids.remove(&id);
+        let Some(a) = conn.agent.and_then(|r| self.agents.by_ref_mut(r)) else {
             return;
         };
+        let uuid = a.uuid;
         if let Some(kind) = info.frame_error {
-            *a.stats.errors.entry(kind).or_default() += 1;
+            *a.stats.rare_mut().errors.entry(kind).or_default() += 1;
         }
         if info.code == CloseCode::Evicted {
-            a.stats.evictions += 1;
+            a.stats.rare_mut().evictions += 1;
         }
         if a.conn.as_ref().is_some_and(|c| c.id == id) {
             a.conn = None;
@@ -535,9 +641,19 @@ impl Registry {
         if a.online() {
             return None;
         }
-        let a = self.agents.remove(uuid)?;
-        legacy_memory::release(&self.budget, &a.latest);
-        let ids: Vec<u64> = a.outbox.ids().map(|(id, _)| id).collect();
+        let Agent {
+            group,
+            software,
+            outbox,
+            reported,
+            ..
+        } = *self.agents.remove(uuid)?;
+        if let Some(r) = &reported {
+            legacy_memory::release(&self.budget, &r.latest);
+        }
+        self.texts.release(group);
+        self.texts.release(software);
+        let ids: Vec<u64> = outbox.ids().map(|(id, _)| id).collect();
         for id in &ids {
             self.pushes.mark(*id, *uuid, Delivery::Cancelled);
         }
@@ -547,9 +663,9 @@ impl Registry {
     /// Makes sure an agent entry exists (for pushes to a uuid that has a
     /// key but has not connected yet, and for recovered pushes).
     pub fn ensure_agent(&mut self, uuid: Uuid) {
+        let empty = self.texts.empty();
         self.agents
-            .entry(uuid)
-            .or_insert_with(|| Box::new(Agent::new(uuid)));
+            .get_or_insert_with(uuid, || Agent::new(uuid, empty));
     }
 }
 
@@ -576,6 +692,38 @@ mod tests {
     /// Any peer address.
     pub(super) fn addr() -> SocketAddr {
         "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn connections_name_their_agent_or_subscriber_uuid_until_closed() {
+        let t = Instant::now();
+        let mut r = Registry::new(OutboxLimits::default(), t);
+        for i in 1..=3 {
+            r.conn_opened(ConnHandle::new(i));
+        }
+        r.joined(1, &peer("a", "g"), addr(), t, 0);
+        let mut sub = peer("s", "");
+        sub.role = Role::Subscriber;
+        r.joined(2, &sub, addr(), t, 0);
+        assert_eq!(r.uuid_of(1), Some(peer("a", "g").uuid));
+        assert_eq!(r.uuid_of(2), Some(sub.uuid));
+        assert_eq!(r.uuid_of(3), None, "a connection that never joined");
+        assert!(r.agent(&sub.uuid).is_none(), "a subscriber is no agent");
+        let info = CloseInfo {
+            code: CloseCode::Normal,
+            reason: "x".into(),
+            by_peer: true,
+            frame_error: None,
+        };
+        r.conn_closed(2, &info, 0);
+        assert_eq!(r.uuid_of(2), None);
+        assert!(r.subscriber_uuids.is_empty());
+        r.conn_closed(1, &info, 0);
+        assert!(r.forget(&peer("a", "g").uuid).is_some());
+        assert!(
+            r.texts.is_empty(),
+            "its group and software texts go with it"
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Registry {
             return self
                 .agents
                 .values()
-                .filter(|a| a.group == g)
+                .filter(|a| &*a.group == g)
                 .map(|a| a.uuid)
                 .collect();
         }
@@ -206,17 +206,19 @@ impl Registry {
         let mut status = Vec::with_capacity(targets.len());
         let limits = self.limits;
         for u in targets {
-            let a = self
-                .agents
-                .entry(*u)
-                .or_insert_with(|| Box::new(Agent::new(*u)));
+            let empty = self.texts.empty();
+            let Some((_, a)) = self.agents.get_or_insert_with(*u, || Agent::new(*u, empty)) else {
+                // Only with 2^32 agents: refused like a full outbox.
+                refused.push(*u);
+                continue;
+            };
             match a.outbox.enqueue(push.clone(), &limits) {
                 Ok(()) => {
                     status.push((*u, Delivery::Queued));
                     a.hand_out(&limits, mono);
                 }
                 Err(_) => {
-                    a.stats.pushes_refused += 1;
+                    a.stats.rare_mut().pushes_refused += 1;
                     refused.push(*u);
                 }
             }
@@ -248,8 +250,8 @@ impl Registry {
         let a = self.agent_of_mut(id)?;
         a.outbox.ack(ack.id)?;
         match ack.status {
-            v2::AckStatus::Delivered => a.stats.pushes_delivered += 1,
-            v2::AckStatus::Duplicate => a.stats.pushes_duplicate += 1,
+            v2::AckStatus::Delivered => a.stats.rare_mut().pushes_delivered += 1,
+            v2::AckStatus::Duplicate => a.stats.rare_mut().pushes_duplicate += 1,
         }
         let uuid = a.uuid;
         if !a.outbox.is_empty() {

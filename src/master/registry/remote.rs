@@ -139,7 +139,7 @@ impl Registry {
             }
             let p = Arc::new(p);
             if a.outbox.enqueue(p.clone(), &limits).is_err() {
-                a.stats.pushes_refused += 1;
+                a.stats.rare_mut().pushes_refused += 1;
                 break;
             }
             new.push(p.id);
@@ -182,7 +182,6 @@ impl Registry {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.agents
             .range((from, Bound::Unbounded))
-            .map(|(_, a)| &**a)
             .filter(|a| a.online())
     }
 

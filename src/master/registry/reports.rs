@@ -88,8 +88,11 @@ impl Registry {
         let Some(a) = self.agent_of_mut(id) else {
             return;
         };
-        a.stats.reports += 1;
-        a.stats.agent_dropped_reports = u64::from(report.dropped);
+        let uuid = a.uuid;
+        let event_group = (has_subscribers || remote).then(|| a.group.to_string());
+        let r = a.reported_mut();
+        r.reports += 1;
+        r.agent_dropped_reports = u64::from(report.dropped);
         let h = &report.health;
         let (rx, tx) = h
             .net
@@ -100,7 +103,7 @@ impl Registry {
             });
         // Rates only between live reports: a buffered report replayed
         // after a reconnect has an age and would skew them.
-        let (rx_bps, tx_bps) = match a.prev_net {
+        let (rx_bps, tx_bps) = match r.prev_net {
             Some((t0, rx0, tx0)) if report.age_ms < 1000 && mono > t0 => {
                 let dt = (mono - t0).as_secs_f64();
                 (
@@ -111,8 +114,8 @@ impl Registry {
             _ => (0.0, 0.0),
         };
         if report.age_ms < 1000 {
-            a.prev_net = Some((mono, rx, tx));
-            a.cadence.live_report(mono);
+            r.prev_net = Some((mono, rx, tx));
+            r.cadence.live_report(mono);
         }
         let m = &h.memory;
         let mem = if m.total_kb > 0 {
@@ -133,21 +136,18 @@ impl Registry {
             rx_bps,
             tx_bps,
         };
-        if a.history.len() == HISTORY_LEN {
-            a.history.pop_front();
+        if r.history.len() == HISTORY_LEN {
+            r.history.pop_front();
         }
-        a.history.push_back(p);
-        a.history_long.add(&p);
-        let uuid = a.uuid;
+        r.history.push_back(p);
+        r.history_long.add(&p);
         // Serialised once here for every subscriber (each session only
         // frames and seals it), straight from the report kept as latest.
-        let event = (has_subscribers || remote).then(|| {
-            (
-                a.group.clone(),
-                v2::event_body(uuid.trimmed(), &a.group, &report),
-            )
+        let event = event_group.map(|group| {
+            let body = v2::event_body(uuid.trimmed(), &group, &report);
+            (group, body)
         });
-        let replaced = a.latest.replace(Latest::V2(report));
+        let replaced = r.latest.replace(Latest::V2(report));
         // A legacy body this uuid kept before gives its charge back.
         legacy_memory::release(&self.budget, &replaced);
         self.events.push(FleetEvent::Health(uuid, p));
@@ -171,20 +171,21 @@ impl Registry {
         let budget = self.budget.clone();
         let max = self.legacy_limits.max_health_body;
         if let Some(a) = self.agent_of_mut(id) {
-            a.stats.reports += 1;
+            group = Some(a.group.to_string());
+            let uuid = a.uuid;
+            let r = a.reported_mut();
+            r.reports += 1;
             // Cut, charged, or not kept when the budget is short: the
             // client is unauthenticated and its uuid free to invent.
-            legacy_memory::keep_legacy_body(&budget, max, &mut a.latest, &body);
+            legacy_memory::keep_legacy_body(&budget, max, &mut r.latest, &body);
             let p = Point {
                 unix_ms,
                 ..Point::default()
             };
-            if a.history.len() == HISTORY_LEN {
-                a.history.pop_front();
+            if r.history.len() == HISTORY_LEN {
+                r.history.pop_front();
             }
-            a.history.push_back(p);
-            group = Some(a.group.clone());
-            let uuid = a.uuid;
+            r.history.push_back(p);
             self.events.push(FleetEvent::Health(uuid, p));
         }
         if self.remote.wanted {
@@ -304,10 +305,10 @@ mod tests {
         let Some(a) = r.agents().next() else {
             panic!("no agent");
         };
-        let b: Vec<_> = a.history_long.buckets().map(|b| b.point()).collect();
+        let b: Vec<_> = a.history_long().buckets().map(|b| b.point()).collect();
         assert_eq!(b.len(), 2, "{b:?}");
         assert_eq!((b[0].unix_ms, b[0].cpu), (120_000, 50.0));
-        assert_eq!(a.cadence.interval_ms, 30_000);
+        assert_eq!(a.cadence().interval_ms, 30_000);
     }
 
     #[test]
