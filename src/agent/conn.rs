@@ -567,6 +567,17 @@ fn flush_reports(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
     }
 }
 
+/// Bytes received and sent over every interface but loopback, as the
+/// legacy body reports them (wrapping like the kernel's counters).
+fn net_totals(h: &v2::Health) -> (u64, u64) {
+    h.net
+        .iter()
+        .filter(|n| n.name != "lo")
+        .fold((0u64, 0u64), |(a, b), n| {
+            (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
+        })
+}
+
 /// The legacy (v1) JSON report body.
 ///
 /// CPU and load are fixed-point on the wire of v2 (per-mille, hundredths);
@@ -576,13 +587,7 @@ fn flush_reports(s: &mut AgentSession, shared: &Shared, cfg: &ConnConfig) {
 /// router build then links no float formatting for it.
 pub fn legacy_body(r: &v2::Report) -> Vec<u8> {
     let h = &r.health;
-    let (rx, tx) = h
-        .net
-        .iter()
-        .filter(|n| n.name != "lo")
-        .fold((0u64, 0u64), |(a, b), n| {
-            (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
-        });
+    let (rx, tx) = net_totals(h);
     let mut out = Vec::with_capacity(256);
     let mut num = Vec::with_capacity(16);
     json::write_object(&mut out, |o| {
@@ -642,13 +647,7 @@ mod tests {
     fn legacy_body_via_f64(r: &v2::Report) -> Vec<u8> {
         use json::JsonScalar as J;
         let h = &r.health;
-        let (rx, tx) = h
-            .net
-            .iter()
-            .filter(|n| n.name != "lo")
-            .fold((0u64, 0u64), |(a, b), n| {
-                (a.wrapping_add(n.rx_bytes), b.wrapping_add(n.tx_bytes))
-            });
+        let (rx, tx) = net_totals(h);
         v1::report_body(&[
             ("seq", J::UInt(u64::from(r.seq))),
             ("time", J::UInt(r.unix_ms / 1000)),

@@ -1,11 +1,12 @@
 //! The master role: accepts agents, keeps the fleet registry, routes
 //! pushes, serves the HTTP API, metrics and dashboard.
 //!
-//! Thin smol shells around the sans-I/O [`crate::session::master`]:
-//! [`listener`] accepts (with a connection cap and a per-IP rate limit),
-//! [`conn`] runs one task per connection, [`registry`] is the fleet,
+//! Shells around the sans-I/O [`crate::session::master`]: [`shard`]s (one
+//! epoll loop per thread) accept agents (with a connection cap and the
+//! per-IP rate limit of [`listener`]) and serve each connection on one
+//! thread, [`registry`] is the fleet,
 //! [`push_log`] makes accepted pushes durable on its own thread (no disk
-//! I/O on the executor) and hands them to [`push_router`], which queues
+//! I/O on the shards or the executor) and hands them to [`push_router`], which queues
 //! them in the registry; [`http`] serves operators. [`budget`] bounds the
 //! memory peers can make all of these hold.
 

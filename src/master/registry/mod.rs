@@ -126,8 +126,8 @@ pub struct LastClose {
 /// An agent known to the master.
 ///
 /// Kept small (issue 12: idle bytes per connection): what only reports
-/// fill lives in [`Reported`], boxed on the first report; rare counters in
-/// [`RareStats`]; group and software texts are interned ([`texts`]), one
+/// fill lives in `Reported`, boxed on the first report; rare counters in
+/// `RareStats`; group and software texts are interned ([`texts`]), one
 /// copy per distinct text however many agents share it.
 #[derive(Debug)]
 pub struct Agent {

@@ -2,8 +2,8 @@
 //! [`MasterSession`], and the session's events into the registry.
 //!
 //! Everything here runs on the shard's thread, driven by its epoll loop
-//! ([`super::Shard`]): readable, writable, commands noted in the mailbox,
-//! a deadline come due. Each of those ends in [`Conn::turn`], which does
+//! (`super::Shard`): readable, writable, commands noted in the mailbox,
+//! a deadline come due. Each of those ends in `Conn::turn`, which does
 //! what the old per-connection task did per wakeup: charge the memory
 //! budget, hand events to the registry, write what the session queued,
 //! arm the next deadline.
@@ -235,13 +235,7 @@ impl Conn {
             //    (or the join) being in effect. Traffic alone waits for the
             //    shard's next flush.
             if self.session.has_events() || self.session.is_closed() {
-                drain_events(
-                    &ctx.master,
-                    &mut self.session,
-                    self.handle.id,
-                    self.addr,
-                    &mut self.closed,
-                );
+                self.drain(ctx);
             } else if self.session.has_traffic() && !self.traffic_noted {
                 self.traffic_noted = true;
                 ctx.traffic.push(self.token);
@@ -264,6 +258,17 @@ impl Conn {
         }
     }
 
+    /// Hands the session's events (and traffic) to the registry.
+    fn drain(&mut self, ctx: &Ctx) {
+        drain_events(
+            &ctx.master,
+            &mut self.session,
+            self.handle.id,
+            self.addr,
+            &mut self.closed,
+        );
+    }
+
     /// The session is closed: write its last frames if the socket takes
     /// them within [`CLOSE_LINGER`], then done.
     fn closing(&mut self, ctx: &mut Ctx) -> State {
@@ -273,13 +278,7 @@ impl Conn {
         // A refused join closes the session inside `drain_events`; its
         // Closed event is taken here.
         if self.session.has_events() {
-            drain_events(
-                &ctx.master,
-                &mut self.session,
-                self.handle.id,
-                self.addr,
-                &mut self.closed,
-            );
+            self.drain(ctx);
         }
         if self.behind.is_none() && self.transmit(ctx).is_err() {
             return State::Done;
@@ -295,7 +294,7 @@ impl Conn {
     }
 
     /// Writes what the session queued, several frames per write, until it
-    /// has no more or the socket takes no more (the rest goes to `out`).
+    /// has no more or the socket takes no more (the rest waits in [`Behind`]).
     fn transmit(&mut self, ctx: &mut Ctx) -> io::Result<()> {
         while self.behind.is_none() {
             let Some(first) = self.session.poll_transmit() else {

@@ -10,7 +10,7 @@
 //! reactor timer per connection.
 //!
 //! Other threads reach a connection only through the registry's
-//! [`ConnHandle`](super::conn_handle::ConnHandle): a command queued there
+//! [`ConnHandle`]: a command queued there
 //! notes the connection in its shard's mailbox, which wakes the shard's
 //! epoll through an eventfd (once per sleep, however many notes).
 //!
