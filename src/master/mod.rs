@@ -75,7 +75,7 @@ pub struct Master {
     /// Keyring reloads refused because they would revoke every key.
     pub keyring_reloads_refused: AtomicU32,
     /// Bytes peers make the master hold, against `memory_budget`: charged
-    /// by connection tasks (partial frames, send queues) and the registry
+    /// by shards' connections (partial frames, send queues) and the registry
     /// (kept legacy bodies).
     pub budget: Arc<MemoryBudget>,
     /// Connections per shard ([`shard`]).
@@ -276,7 +276,7 @@ impl Master {
     /// go to the committer thread (which also compacts the log when it is
     /// mostly dead records), or are dropped and counted when it is behind
     /// (a lost record only means a resend after a restart, which the agent
-    /// answers as a duplicate). Called from connection tasks.
+    /// answers as a duplicate). Called from shards' connections.
     pub fn record_deliveries(&self, delivered: &[(u64, Uuid)]) {
         #[cfg(feature = "cluster")]
         if let Some(c) = &self.cluster {

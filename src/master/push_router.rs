@@ -18,7 +18,7 @@ use crate::session::Clock;
 use crate::session::outbox::OverflowKind;
 
 /// The push log's sink: the registry the master shares with its
-/// connection tasks and HTTP side.
+/// shards' connections and HTTP side.
 pub struct OutboxRouter {
     registry: Arc<Mutex<Registry>>,
 }

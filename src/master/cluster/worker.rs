@@ -613,7 +613,7 @@ impl Worker {
         let lease = lease_ms(self.c.lease);
         // What this master holds, read in chunks of VIEW_CHUNK agents per
         // lock: at 10,000 agents the whole view takes ~100 ms to build,
-        // which must not stall every connection task at once.
+        // which must not stall every shard at once.
         let mut view = Vec::new();
         let mut missed = Vec::new();
         let mut after: Option<Uuid> = None;

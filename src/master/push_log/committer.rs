@@ -24,7 +24,7 @@
 //!   but if that cut failed they may still be on disk).
 //! - Queues are bounded. Pushes: [`PUSH_QUEUE`], a handler waits for room
 //!   (back-pressure on the API, whose connections are capped anyway).
-//!   Deliveries: [`DELIVERY_QUEUE`], never waited for: a connection task
+//!   Deliveries: [`DELIVERY_QUEUE`], never waited for: a connection's shard
 //!   must not stall on the disk, and a lost `Delivered` record only means
 //!   a resend after a restart, which the agent answers as a duplicate.
 //!   Each one dropped is counted ([`LogStats::deliveries_dropped`]).

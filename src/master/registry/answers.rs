@@ -3,7 +3,7 @@
 //!
 //! # Path of an answer
 //! An agent's `PushResult` reaches [`Registry::check_answer`] from its
-//! connection task. Only an answer the push asked *this* agent for is
+//! connection's shard. Only an answer the push asked *this* agent for is
 //! taken, and only while the agent's stored bytes stay within
 //! [`AnswerLimits::agent_bytes`]; anything else is refused, counted in
 //! `push_results_refused{reason}`, and confirmed all the same, so a

@@ -1,9 +1,9 @@
 //! The fleet: every agent ever seen this run (online or not), every open
 //! connection, per-agent and global counters, push bookkeeping.
 //!
-//! No I/O here: connection tasks report session events and the HTTP side
+//! No I/O here: shards' connections report session events and the HTTP side
 //! reads snapshots, all under one mutex held only for short, non-blocking
-//! updates. The master shares it between its connection tasks, the HTTP
+//! updates. The master shares it between its shards' connections, the HTTP
 //! side and the push log's committer thread (through
 //! [`super::push_router`], so the push log does not know this type).
 //!

@@ -15,7 +15,7 @@
 //! The single way back is the resend timer ([`Registry::resend_due`]):
 //! the registry has no clock and no task of its own (it is a data
 //! structure behind a mutex), and the resend time moves with every ack,
-//! so the connection task, which already owns a timer, asks when that
+//! so the connection (its deadline in its shard's timers) asks when that
 //! time passes. The answer comes the same way as every other push, as
 //! `Cmd::Push`.
 

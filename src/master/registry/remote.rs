@@ -18,7 +18,7 @@ use crate::proto::v2::{self, CloseCode};
 use crate::session::legacy::LegacyFanout;
 
 /// Reports kept for other masters between two hand-overs to the cluster
-/// thread (the connection tasks hand them over after every event batch,
+/// thread (the shards' connections hand them over after every event batch,
 /// so this only fills if that thread is stuck; the rest are dropped and
 /// counted).
 pub const REMOTE_OUT_MAX: usize = 4096;
