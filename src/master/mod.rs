@@ -55,6 +55,10 @@ pub struct Master {
     settings: RwLock<Arc<Settings>>,
     session_cfg: RwLock<Arc<MasterConfig>>,
     keys: RwLock<Arc<Keyring>>,
+    /// Bumped after every keyring swap: shards keep their own `Arc` of
+    /// the keyring and fetch it again only when this moves, rather than
+    /// taking the lock and the shared reference count per read.
+    keys_version: AtomicU32,
     /// Shared with the push log's committer thread, which queues accepted
     /// pushes through [`OutboxRouter`].
     registry: Arc<Mutex<Registry>>,
@@ -173,6 +177,7 @@ impl Master {
             session_cfg: RwLock::new(Arc::new(session_config(&settings))),
             settings: RwLock::new(Arc::new(settings)),
             keys: RwLock::new(Arc::new(keys)),
+            keys_version: AtomicU32::new(0),
             registry,
             push_log,
             watchers: Watchers::default(),
@@ -209,6 +214,12 @@ impl Master {
     /// The keyring.
     pub fn keys(&self) -> Arc<Keyring> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Which keyring [`keys`](Self::keys) returns: it changes after every
+    /// reload that swapped it (see `keys_version`).
+    pub fn keys_version(&self) -> u32 {
+        self.keys_version.load(Ordering::Acquire)
     }
 
     /// Locks the registry (never held across an await).
@@ -407,6 +418,7 @@ impl Master {
             );
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        self.keys_version.fetch_add(1, Ordering::Release);
         for u in revoked {
             log::warn!("agent {u}: key revoked, closing its session");
             reg.kick(

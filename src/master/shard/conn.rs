@@ -329,16 +329,7 @@ impl Conn {
     /// Writes `bytes` as far as the socket takes them now; the rest
     /// waits in [`Behind`], given the write timeout to go out.
     fn write_some(&mut self, ctx: &Ctx, bytes: &[u8]) -> io::Result<()> {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match self.stream.write(rest) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let rest = &bytes[write_now(&mut self.stream, bytes)?..];
         if !rest.is_empty() {
             self.behind = Some(Box::new(Behind {
                 bytes: rest.to_vec(),
@@ -353,16 +344,7 @@ impl Conn {
         let Some(behind) = self.behind.as_mut() else {
             return Ok(());
         };
-        let mut written = 0;
-        while written < behind.bytes.len() {
-            match self.stream.write(&behind.bytes[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let written = write_now(&mut self.stream, &behind.bytes)?;
         if written == behind.bytes.len() {
             self.behind = None;
         } else {
@@ -399,7 +381,6 @@ impl Conn {
 
     /// Reads whatever the socket has, without blocking, into the session.
     fn read_available(&mut self, ctx: &mut Ctx) {
-        let keys = ctx.master.keys();
         for _ in 0..READS_PER_WAKE {
             let clock = os::now();
             match self.stream.read(&mut ctx.read_buf[..]) {
@@ -408,8 +389,12 @@ impl Conn {
                     return;
                 }
                 Ok(n) => {
-                    self.session
-                        .handle_input(&ctx.read_buf[..n], clock, &*keys, &mut OsEntropy);
+                    self.session.handle_input(
+                        &ctx.read_buf[..n],
+                        clock,
+                        &*ctx.keys,
+                        &mut OsEntropy,
+                    );
                     if n < MAX_FEED {
                         return;
                     }
@@ -458,6 +443,22 @@ impl Conn {
         reg.conn_closed(id, &info, os::unix_ms());
         master.publish(&mut reg);
     }
+}
+
+/// Writes as much of `bytes` as the socket takes without blocking; how
+/// much that was.
+fn write_now(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 /// A write the socket did not take (see [`Conn`]).

@@ -47,7 +47,10 @@ pub struct HandedOver {
     pub id: ConnId,
 }
 
-/// What a shard takes from its mailbox in one go.
+/// What a shard takes from its mailbox in one go. Both lists are bounded
+/// without a cap of their own: a connection is noted at most once until
+/// the shard takes its commands (`ConnHandle`), and a socket is handed
+/// over only once admitted under `max_connections`.
 #[derive(Debug, Default)]
 pub struct Mail {
     /// Connections with commands waiting in their handles.

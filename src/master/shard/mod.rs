@@ -39,6 +39,7 @@ use rustix::event::epoll;
 use super::Master;
 use super::conn_handle::ConnHandle;
 use super::listener::{RateLimiter, admit_and_log};
+use crate::keys::Keyring;
 use crate::proto::decoder::MAX_FEED;
 use conn::{Conn, State};
 use mailbox::{HandedOver, Mail, Mailbox, Token};
@@ -164,6 +165,10 @@ impl Liveness {
 pub struct Ctx {
     /// The master.
     pub master: Arc<Master>,
+    /// The keyring handshakes are checked against, and its version: taken
+    /// again from the master only when a reload swapped it.
+    pub keys: Arc<Keyring>,
+    keys_version: u32,
     epoll: OwnedFd,
     /// The shard's deadlines.
     pub timers: Timers,
@@ -177,6 +182,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Takes the master's keyring again if a reload swapped it since.
+    fn refresh_keys(&mut self) {
+        // The version first: a keyring read after it is at least as new.
+        let v = self.master.keys_version();
+        if v != self.keys_version {
+            self.keys = self.master.keys();
+            self.keys_version = v;
+        }
+    }
+
     /// Watches `stream` for writability (`out`) or input.
     pub fn watch(&self, stream: &std::net::TcpStream, token: Token, out: bool) {
         let flags = if out {
@@ -238,6 +253,8 @@ impl Shard {
         Ok(Shard {
             index,
             ctx: Ctx {
+                keys_version: master.keys_version(),
+                keys: master.keys(),
                 master,
                 epoll,
                 timers: Timers::default(),
@@ -284,6 +301,7 @@ impl Shard {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
+            self.ctx.refresh_keys();
             for ev in &events {
                 let flags = ev.flags;
                 match ev.data.u64() {
@@ -504,6 +522,10 @@ impl Shard {
             Some(s) => s,
             None => {
                 let Ok(s) = u32::try_from(self.slots.len()) else {
+                    log::error!(
+                        "connection {id} from {addr}: shard {} has no slot left",
+                        self.index
+                    );
                     return;
                 };
                 self.slots.push(Slot::default());
